@@ -1,0 +1,85 @@
+"""The artifact-level ladder, the spectral start-level estimate, and the few-step sampler update.
+
+A level ``t`` in [0, 1] names how damaged a stem is. It is calibrated physically: a stem at level ``t`` has a
+signal-to-artifact ratio of ``target_sdr_db(t)``, from ``SDR_AT_ZERO`` dB (inaudible) down to ``SDR_AT_ONE`` dB (as
+much artifact as signal). ``sigma(t)`` is the artifact's amplitude relative to the signal, so a ladder that is linear
+in the artifact gives the cold-diffusion update ``x <- x0 + sigma(t_next) / sigma(t) * (x - x0)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SDR_AT_ZERO = 40.0
+SDR_AT_ONE = 0.0
+MAX_STEPS = 8
+# Below this estimated level the input is treated as clean and returned untouched ("do no harm").
+CLEAN_FLOOR = 0.08
+# A step that would lower the level by less than this is not worth its cost.
+MIN_STEP_SIZE = 0.12
+
+
+def target_sdr_db(t: float | np.ndarray) -> float | np.ndarray:
+    """Signal-to-artifact ratio, in dB, that defines level ``t``."""
+    return SDR_AT_ZERO + (SDR_AT_ONE - SDR_AT_ZERO) * np.asarray(t, dtype=np.float64)
+
+
+def level_for_sdr(sdr_db: float | np.ndarray) -> float | np.ndarray:
+    """Inverse of :func:`target_sdr_db`, clipped to [0, 1]: the level a measured SI-SDR implies."""
+    t = (np.asarray(sdr_db, dtype=np.float64) - SDR_AT_ZERO) / (SDR_AT_ONE - SDR_AT_ZERO)
+    return np.clip(t, 0.0, 1.0)
+
+
+def sigma(t: float | np.ndarray) -> float | np.ndarray:
+    """Artifact amplitude relative to the signal at level ``t``."""
+    return 10.0 ** (-target_sdr_db(t) / 20.0)
+
+
+def step_levels(t_start: float, steps: int) -> list[float]:
+    """Levels visited by a ``steps``-step sampler starting at ``t_start``, evenly spaced in SDR, ending at 0."""
+    if steps < 1:
+        raise ValueError("steps must be at least 1")
+    return [float(t) for t in np.linspace(t_start, 0.0, steps + 1)[:-1]]
+
+
+def reblend(x: np.ndarray, x0: np.ndarray, t: float, t_next: float) -> np.ndarray:
+    """Cold-diffusion update: move the current estimate ``x`` to level ``t_next`` around the prediction ``x0``."""
+    return x0 + (sigma(t_next) / sigma(t)) * (x - x0)
+
+
+def stem_residual_coherence(stem_spec: np.ndarray, mix_spec: np.ndarray) -> float:
+    """Phase coherence between the stem and the residual ``mix - stem``, in [-1, 1].
+
+    A true stem and the other sources are independent, so their per-bin phases are unrelated and the coherence is near
+    zero. A separator's error, whether bleed (the stem holds a share of the others) or loss (the residual holds a share
+    of the stem), puts the same content on both sides with the same phase, so the coherence rises toward one. Bins are
+    weighted by the weaker side's magnitude: only bins where both sides carry energy tell anything.
+    """
+    resid = mix_spec - stem_spec
+    weight = np.minimum(np.abs(stem_spec), np.abs(resid))
+    cross = stem_spec * np.conj(resid)
+    cos_phase = np.real(cross) / np.maximum(np.abs(cross), 1e-12)
+    total = float(np.sum(weight))
+    if total <= 1e-9:
+        return 0.0
+    return float(np.sum(weight * cos_phase) / total)
+
+
+# The coherence that maps to t = 0 and t = 1. Calibrated against the ladder and real Spleeter pairs by
+# benchmarks/calibrate_schedule.py; see docs/BENCHMARKS.md.
+COHERENCE_AT_ZERO = 0.1
+COHERENCE_AT_ONE = 0.9
+
+
+def estimate_start_level(stem_spec: np.ndarray, mix_spec: np.ndarray) -> float:
+    """Spectral estimate of the input's artifact level, from stem/residual coherence. Clean stems give ~0."""
+    c = stem_residual_coherence(stem_spec, mix_spec)
+    return float(np.clip((c - COHERENCE_AT_ZERO) / (COHERENCE_AT_ONE - COHERENCE_AT_ZERO), 0.0, 1.0))
+
+
+def auto_schedule(t_start: float) -> list[float]:
+    """Levels for ``--steps auto``: none below the clean floor, then one step per ``MIN_STEP_SIZE`` of level."""
+    if t_start < CLEAN_FLOOR:
+        return []
+    steps = int(np.clip(np.ceil(t_start / (2 * MIN_STEP_SIZE)), 1, MAX_STEPS))
+    return step_levels(t_start, steps)

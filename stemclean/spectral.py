@@ -1,0 +1,61 @@
+"""STFT, inverse STFT and the signal constants shared by runtime, training and export.
+
+These constants are the single source of truth for the signal's shape. They are also written into every exported
+model's metadata, and the engine refuses a model whose metadata disagrees.
+
+The transform is written with numpy's FFT rather than a library STFT because the runtime must not import torch, and
+librosa/scipy would add heavy dependencies for two short functions. It matches ``torch.stft(center=True,
+pad_mode="reflect", window=torch.hann_window(N_FFT))`` so training features and runtime features are identical.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SAMPLE_RATE = 44100
+N_FFT = 2048
+HOP_LENGTH = 512
+N_BINS = N_FFT // 2 + 1
+
+_WINDOW = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
+
+
+def stft(audio: np.ndarray) -> np.ndarray:
+    """Complex STFT of ``audio`` shaped (..., samples) -> (..., N_BINS, frames), complex64."""
+    audio = np.asarray(audio, dtype=np.float32)
+    pad = N_FFT // 2
+    mode = "reflect" if audio.shape[-1] > pad else "constant"
+    padded = np.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(pad, pad)], mode=mode)
+    n_frames = 1 + (padded.shape[-1] - N_FFT) // HOP_LENGTH
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT, axis=-1)[..., ::HOP_LENGTH, :][..., :n_frames, :]
+    spec = np.fft.rfft(frames * _WINDOW, axis=-1).astype(np.complex64)
+    return np.swapaxes(spec, -1, -2)
+
+
+def istft(spec: np.ndarray, length: int) -> np.ndarray:
+    """Inverse of :func:`stft` by windowed overlap-add, trimmed to ``length`` samples, float32."""
+    frames = np.fft.irfft(np.swapaxes(spec, -1, -2), n=N_FFT, axis=-1).astype(np.float32) * _WINDOW
+    n_frames = frames.shape[-2]
+    total = N_FFT + HOP_LENGTH * (n_frames - 1)
+    out = np.zeros(frames.shape[:-2] + (total,), dtype=np.float32)
+    norm = np.zeros(total, dtype=np.float32)
+    window_sq = _WINDOW**2
+    for i in range(n_frames):
+        start = i * HOP_LENGTH
+        out[..., start : start + N_FFT] += frames[..., i, :]
+        norm[start : start + N_FFT] += window_sq
+    pad = N_FFT // 2
+    out = out[..., pad : pad + length] / np.maximum(norm[pad : pad + length], 1e-8)
+    if out.shape[-1] < length:
+        out = np.pad(out, [(0, 0)] * (out.ndim - 1) + [(0, length - out.shape[-1])])
+    return out
+
+
+def to_channels(spec: np.ndarray) -> np.ndarray:
+    """Complex (..., F, T) -> float32 (..., 2, F, T) with real and imaginary parts as channels (the model's layout)."""
+    return np.stack([spec.real, spec.imag], axis=-3).astype(np.float32)
+
+
+def from_channels(chans: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`to_channels`."""
+    return (chans[..., 0, :, :] + 1j * chans[..., 1, :, :]).astype(np.complex64)
