@@ -1,0 +1,187 @@
+"""The denoiser: a band-split trunk that cleans the stem, and a ControlNet-style branch that reads the mixture.
+
+Shapes follow the ONNX interface in docs/ARCHITECTURE.md: spectra arrive as ``[B, 2, F, T]`` (real, imaginary) and the
+network returns the clean stem in the same layout. It predicts two complex masks, one over the stem and one over the
+residual ``mix - stem``: the first removes bleed and artifacts, the second restores what the separator dropped (for
+example everything above Spleeter's 11 kHz cut).
+
+Cost matters more than size here: the engine must run many times faster than real time on two CPU cores, so the blocks
+are depthwise-separable convolutions over time and across bands, and the band-split front end keeps the band count low.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from stemclean.spectral import N_BINS, SAMPLE_RATE, N_FFT
+from stemclean.stems import STEM_TYPES
+
+# Band widths in Hz, from the bottom up: narrow where pitch lives, wide where only the envelope matters.
+_BAND_PLAN_HZ = ((1000, 100), (4000, 250), (8000, 500), (16000, 1000), (SAMPLE_RATE // 2, 2000))
+_EPS = 1e-5
+
+
+def band_edges() -> list[tuple[int, int]]:
+    """(start, stop) STFT-bin ranges that tile all N_BINS bins without overlap."""
+    hz_per_bin = SAMPLE_RATE / N_FFT
+    edges, start, upper = [], 0, 0
+    for upper_hz, width_hz in _BAND_PLAN_HZ:
+        width = max(1, round(width_hz / hz_per_bin))
+        upper = min(N_BINS, round(upper_hz / hz_per_bin) + (upper_hz >= SAMPLE_RATE // 2))
+        while start < upper:
+            stop = min(start + width, upper)
+            if upper - stop < width // 2:
+                stop = upper
+            edges.append((start, stop))
+            start = stop
+    return edges
+
+
+def _complex_features(stem: torch.Tensor, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale-invariant per-bin features of the stem (trunk) and of the mixture and residual (control).
+
+    Every spectrum is divided by the mixture's RMS magnitude, so a quiet and a loud song look the same to the network.
+    """
+    resid = mix - stem
+    scale = torch.sqrt(torch.mean(mix.pow(2).sum(1, keepdim=True), dim=(2, 3), keepdim=True)) + _EPS
+    s, m, r = stem / scale, mix / scale, resid / scale
+
+    def log_mag(z: torch.Tensor) -> torch.Tensor:
+        return torch.log(torch.sqrt(z.pow(2).sum(1, keepdim=True) + _EPS**2))
+
+    def phase_agreement(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        # cos and sin of the phase difference, weighted toward zero where either side is silent.
+        re = a[:, :1] * b[:, :1] + a[:, 1:] * b[:, 1:]
+        im = a[:, 1:] * b[:, :1] - a[:, :1] * b[:, 1:]
+        norm = torch.sqrt(a.pow(2).sum(1, keepdim=True) * b.pow(2).sum(1, keepdim=True) + _EPS**2)
+        return torch.cat([re / norm, im / norm], dim=1)
+
+    trunk = torch.cat([log_mag(s), s], dim=1)  # [B, 3, F, T]
+    control = torch.cat([log_mag(m), log_mag(r), log_mag(s) - log_mag(m), phase_agreement(s, r)], dim=1)  # [B, 5, F, T]
+    return trunk, control
+
+
+class BandSplit(nn.Module):
+    """Projects each band's bins x features to ``width`` channels: [B, feat, F, T] -> [B, width, K, T]."""
+
+    def __init__(self, n_features: int, width: int):
+        super().__init__()
+        self.edges = band_edges()
+        self.proj = nn.ModuleList(nn.Linear((stop - start) * n_features, width) for start, stop in self.edges)
+        self.norm = nn.GroupNorm(1, width)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        b, c, _, t = feats.shape
+        bands = []
+        for (start, stop), proj in zip(self.edges, self.proj):
+            chunk = feats[:, :, start:stop, :].permute(0, 3, 1, 2).reshape(b, t, c * (stop - start))
+            bands.append(proj(chunk))
+        out = torch.stack(bands, dim=1).permute(0, 3, 1, 2)  # [B, width, K, T]
+        return self.norm(out)
+
+
+class BandMerge(nn.Module):
+    """Maps [B, width, K, T] back to ``n_out`` values per STFT bin: [B, n_out, F, T]."""
+
+    def __init__(self, width: int, n_out: int):
+        super().__init__()
+        self.edges = band_edges()
+        self.n_out = n_out
+        self.proj = nn.ModuleList(
+            nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, (stop - start) * n_out))
+            for start, stop in self.edges
+        )
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        b, _, _, t = hidden.shape
+        outs = []
+        for k, ((start, stop), proj) in enumerate(zip(self.edges, self.proj)):
+            y = proj(hidden[:, :, k, :].transpose(1, 2))  # [B, T, bins * n_out]
+            outs.append(y.reshape(b, t, stop - start, self.n_out))
+        return torch.cat(outs, dim=2).permute(0, 3, 2, 1)  # [B, n_out, F, T]
+
+
+class Block(nn.Module):
+    """Residual block: depthwise conv over time (dilated) and across bands, pointwise mixing, FiLM from the condition."""
+
+    def __init__(self, width: int, dilation: int, cond_dim: int):
+        super().__init__()
+        self.time = nn.Conv2d(width, width, (1, 5), padding=(0, 2 * dilation), dilation=(1, dilation), groups=width)
+        self.band = nn.Conv2d(width, width, (3, 1), padding=(1, 0), groups=width)
+        self.norm = nn.GroupNorm(1, width)
+        self.mlp = nn.Sequential(nn.Conv2d(width, 2 * width, 1), nn.GELU(), nn.Conv2d(2 * width, width, 1))
+        self.film = nn.Linear(cond_dim, 2 * width)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film(cond)[:, :, None, None].chunk(2, dim=1)
+        h = self.norm(self.band(self.time(x)))
+        h = h * (1 + scale) + shift
+        return x + self.mlp(h)
+
+
+def _zero_conv(width: int) -> nn.Conv2d:
+    """1x1 convolution initialised to zero, so the control branch starts with no effect on the trunk (ControlNet)."""
+    conv = nn.Conv2d(width, width, 1)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+class Denoiser(nn.Module):
+    """Trunk + control branch. ``use_control=False`` runs the trunk alone (phase 1 and the trunk-only ablation)."""
+
+    def __init__(self, width: int = 48, dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2), cond_dim: int = 64):
+        super().__init__()
+        self.width, self.dilations, self.cond_dim = width, tuple(dilations), cond_dim
+        self.use_control = True
+        self.level_freqs = nn.Parameter(torch.exp(torch.linspace(0, math.log(100.0), cond_dim // 2)), requires_grad=False)
+        self.type_embed = nn.Embedding(len(STEM_TYPES), cond_dim)
+        self.cond_mlp = nn.Sequential(nn.Linear(cond_dim, cond_dim), nn.GELU(), nn.Linear(cond_dim, cond_dim))
+
+        self.trunk_in = BandSplit(3, width)
+        self.trunk_blocks = nn.ModuleList(Block(width, d, cond_dim) for d in dilations)
+        self.head = BandMerge(width, 4)
+
+        self.control_in = BandSplit(5, width)
+        self.control_blocks = nn.ModuleList(Block(width, d, cond_dim) for d in dilations)
+        self.zero_convs = nn.ModuleList(_zero_conv(width) for _ in dilations)
+
+        # Start from the identity: both mask corrections begin near zero, so an untrained model returns its input.
+        for layer in self.head.proj:
+            nn.init.normal_(layer[-1].weight, std=1e-3)
+            nn.init.zeros_(layer[-1].bias)
+
+    def trunk_parameters(self) -> list[nn.Parameter]:
+        control = set(map(id, self.control_parameters()))
+        return [p for p in self.parameters() if id(p) not in control]
+
+    def control_parameters(self) -> list[nn.Parameter]:
+        return [*self.control_in.parameters(), *self.control_blocks.parameters(), *self.zero_convs.parameters()]
+
+    def forward(self, stem: torch.Tensor, mix: torch.Tensor, level: torch.Tensor, stem_type: torch.Tensor) -> torch.Tensor:
+        angles = level[:, None].float() * self.level_freqs[None, :]
+        cond = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1) + self.type_embed(stem_type)
+        cond = self.cond_mlp(cond)
+
+        trunk_feats, control_feats = _complex_features(stem, mix)
+        h = self.trunk_in(trunk_feats)
+        if self.use_control:
+            c = self.control_in(control_feats)
+            for block, control_block, zero_conv in zip(self.trunk_blocks, self.control_blocks, self.zero_convs):
+                c = control_block(c, cond)
+                h = block(h + zero_conv(c), cond)
+        else:
+            for block in self.trunk_blocks:
+                h = block(h, cond)
+
+        # Bounded complex corrections: stem mask = 1 + ds, residual mask = dr, each |component| < 2.
+        delta = 2.0 * torch.tanh(self.head(h) / 2.0)
+        resid = mix - stem
+        ds_re, ds_im, dr_re, dr_im = delta[:, 0:1], delta[:, 1:2], delta[:, 2:3], delta[:, 3:4]
+        s_re, s_im, r_re, r_im = stem[:, 0:1], stem[:, 1:2], resid[:, 0:1], resid[:, 1:2]
+        out_re = s_re + ds_re * s_re - ds_im * s_im + dr_re * r_re - dr_im * r_im
+        out_im = s_im + ds_re * s_im + ds_im * s_re + dr_re * r_im + dr_im * r_re
+        return torch.cat([out_re, out_im], dim=1)
