@@ -1,0 +1,275 @@
+"""Train the denoiser on the rendered corpus: ladder examples drawn on the fly plus real Spleeter pairs.
+
+Training runs in phases, following ControlNet: first the trunk alone on stem-only denoising, then the control branch
+with the trunk frozen (its zero convolutions start it at the trunk's behaviour), then optionally everything jointly.
+A plan such as ``trunk:1500,control:1500,joint:500`` names them; ``joint:N`` alone is the plain-joint ablation.
+
+Checkpoints are written atomically every ``--save-every`` steps, and a rerun of the same command resumes from
+``RUN/last.pt``, so a long run can span sessions.
+
+    python -m stemclean.train.fit --run runs/main --plan trunk:1500,control:1500,joint:500
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import typer
+
+from stemclean import schedule, spectral
+from stemclean.stems import STEM_TYPES, stem_index
+from stemclean.train.degrade import degrade_spec
+from stemclean.train.export import git_commit
+from stemclean.train.network import Denoiser
+
+SEGMENT_SECONDS = 2.0
+LADDER_STEMS = ("vocals", "drums", "bass", "other", "accompaniment")
+SPLEETER_STEMS = ("vocals", "accompaniment")
+_SILENT_RMS = 1e-4
+
+
+@dataclass
+class Example:
+    """One training case: the damaged stem, the mixture and the true stem, as complex spectra [1, F, T]."""
+
+    damaged: np.ndarray
+    mix: np.ndarray
+    clean: np.ndarray
+    level: float
+    stem_type: int
+
+
+class CorpusSampler:
+    """Draws random mono segments from the rendered corpus and damages them with the ladder or with real Spleeter output."""
+
+    def __init__(self, corpus: Path, spleeter: Path | None, split: str, seed: int, real_fraction: float = 0.3,
+                 clean_fraction: float = 0.05):
+        manifest = json.loads((corpus / "manifest.json").read_text())
+        songs = manifest["songs"] if isinstance(manifest, dict) else manifest
+        self.songs = [corpus / split / s["id"] for s in songs if s["split"] == split and (corpus / split / s["id"] / "mixture.wav").exists()]
+        if not self.songs:
+            raise FileNotFoundError(f"no rendered {split} songs under {corpus}")
+        self.spleeter = {song.name: spleeter / split / song.name for song in self.songs
+                         if spleeter and (spleeter / split / song.name / "accompaniment.wav").exists()}
+        self.rng = np.random.default_rng(seed)
+        self.real_fraction, self.clean_fraction = real_fraction, clean_fraction
+        self.segment = int(SEGMENT_SECONDS * spectral.SAMPLE_RATE)
+
+    def _read(self, path: Path, start: int, channel: int) -> np.ndarray:
+        audio, _ = sf.read(str(path), start=start, stop=start + self.segment, dtype="float32", always_2d=True)
+        return audio[:, min(channel, audio.shape[1] - 1)]
+
+    def _true_stem(self, song: Path, stem: str, start: int, channel: int) -> np.ndarray:
+        if stem == "accompaniment":
+            return sum(self._read(song / f"{name}.wav", start, channel) for name in ("drums", "bass", "other"))
+        return self._read(song / f"{stem}.wav", start, channel)
+
+    def draw(self) -> Example:
+        rng = self.rng
+        for _ in range(8):  # prefer segments where the stem is playing; a silent stem is still a valid case
+            song = self.songs[rng.integers(len(self.songs))]
+            use_real = song.name in self.spleeter and rng.random() < self.real_fraction
+            stem = str(rng.choice(SPLEETER_STEMS if use_real else LADDER_STEMS))
+            frames = sf.info(str(song / "mixture.wav")).frames
+            start = int(rng.integers(0, max(1, frames - self.segment)))
+            channel = int(rng.integers(2))
+            clean = self._true_stem(song, stem, start, channel)
+            if np.sqrt(np.mean(clean**2)) > _SILENT_RMS:
+                break
+        mix = self._read(song / "mixture.wav", start, channel)
+        clean_spec, mix_spec = spectral.stft(clean[None]), spectral.stft(mix[None])
+        if use_real:
+            damaged = self._read(self.spleeter[song.name] / f"{stem}.wav", start, channel)
+            level = float(schedule.level_for_sdr(_si_sdr(damaged, clean)))
+            damaged_spec = spectral.stft(damaged[None])
+        elif rng.random() < self.clean_fraction:
+            level, damaged_spec = 0.0, clean_spec
+        else:
+            level = float(rng.random())
+            damaged_spec = degrade_spec(clean_spec, mix_spec - clean_spec, level, rng, stem_type=stem)
+        label = "unknown" if rng.random() < 0.1 else stem
+        return Example(damaged_spec, mix_spec, clean_spec, level, stem_index(label))
+
+    def batch(self, size: int) -> dict[str, torch.Tensor]:
+        examples = [self.draw() for _ in range(size)]
+
+        def stack(field: str) -> torch.Tensor:
+            return torch.from_numpy(np.concatenate([spectral.to_channels(getattr(e, field)) for e in examples]))
+
+        return {
+            "stem": stack("damaged"), "mix": stack("mix"), "clean": stack("clean"),
+            "level": torch.tensor([e.level for e in examples], dtype=torch.float32),
+            "stem_type": torch.tensor([e.stem_type for e in examples], dtype=torch.long),
+        }
+
+
+def _si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
+    # Used only to place a Spleeter segment on the ladder; the benchmark's metrics live in stemclean.eval.
+    scale = np.dot(estimate, reference) / (np.dot(reference, reference) + 1e-12)
+    target = scale * reference
+    return float(10 * np.log10((np.sum(target**2) + 1e-12) / (np.sum((estimate - target) ** 2) + 1e-12)))
+
+
+_WINDOW = torch.hann_window(spectral.N_FFT)
+
+
+def _to_wave(spec: torch.Tensor) -> torch.Tensor:
+    """[B, 2, F, T] -> [B, samples] with the same transform as stemclean.spectral.istft."""
+    return torch.istft(torch.complex(spec[:, 0], spec[:, 1]), spectral.N_FFT, spectral.HOP_LENGTH, window=_WINDOW,
+                       center=True)
+
+
+def loss_terms(pred: torch.Tensor, target: torch.Tensor, mix: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Complex compressed-spectrum L1, multi-resolution STFT and negative SI-SDR, all invariant to the song's level."""
+    scale = torch.sqrt(torch.mean(mix.pow(2).sum(1, keepdim=True), dim=(1, 2, 3), keepdim=True)) + 1e-5
+    p, t = pred / scale, target / scale
+
+    def compress(z: torch.Tensor) -> torch.Tensor:
+        mag = torch.sqrt(z.pow(2).sum(1, keepdim=True) + 1e-10)
+        return z * mag.pow(0.3 - 1.0)
+
+    spectral_l1 = (compress(p) - compress(t)).abs().mean()
+    wave_p, wave_t = _to_wave(p), _to_wave(t)
+    mrstft = 0.0
+    for n_fft in (512, 1024, 2048):
+        win = torch.hann_window(n_fft)
+        mp = torch.stft(wave_p, n_fft, n_fft // 4, window=win, return_complex=True).abs()
+        mt = torch.stft(wave_t, n_fft, n_fft // 4, window=win, return_complex=True).abs()
+        convergence = torch.linalg.norm(mp - mt) / (torch.linalg.norm(mt) + 1e-7)
+        mrstft = mrstft + convergence + (torch.log(mp + 1e-5) - torch.log(mt + 1e-5)).abs().mean()
+    energy = wave_t.pow(2).sum(-1)
+    active = energy > 1e-6 * wave_t.shape[-1]
+    dot = (wave_p * wave_t).sum(-1, keepdim=True)
+    projection = dot / (energy[:, None] + 1e-8) * wave_t
+    si_sdr = 10 * torch.log10(projection.pow(2).sum(-1) / ((wave_p - projection).pow(2).sum(-1) + 1e-8) + 1e-8)
+    neg_si_sdr = -(si_sdr[active].mean() if active.any() else si_sdr.sum() * 0)
+    return {"spectral": spectral_l1, "mrstft": mrstft / 3, "neg_si_sdr": neg_si_sdr}
+
+
+def total_loss(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    return terms["spectral"] + terms["mrstft"] + 0.01 * terms["neg_si_sdr"]
+
+
+def consistency_input(model: Denoiser, batch: dict[str, torch.Tensor], rng: np.random.Generator) -> dict:
+    """Replace the input with what the sampler feeds the model at its next level.
+
+    The model's own prediction at level t is re-blended to a lower level t' (schedule.reblend); training on these
+    intermediate states is what lets a second and third step improve on the first (LCM-style consistency).
+    """
+    with torch.no_grad():
+        x0 = model(batch["stem"], batch["mix"], batch["level"], batch["stem_type"])
+    t = batch["level"].numpy().astype(np.float64)
+    t_next = t * rng.uniform(0.2, 0.8, size=t.shape)
+    ratio = torch.tensor(schedule.sigma(t_next) / schedule.sigma(np.maximum(t, 1e-6)), dtype=torch.float32)
+    stem = x0 + ratio[:, None, None, None] * (batch["stem"] - x0)
+    return {**batch, "stem": stem, "level": torch.tensor(t_next, dtype=torch.float32)}
+
+
+def parse_plan(plan: str) -> list[tuple[str, int]]:
+    phases = []
+    for item in plan.split(","):
+        name, steps = item.split(":")
+        if name not in ("trunk", "control", "joint"):
+            raise typer.BadParameter(f"unknown phase {name!r}; use trunk, control or joint")
+        phases.append((name, int(steps)))
+    return phases
+
+
+def configure_phase(model: Denoiser, phase: str, lr: float) -> torch.optim.Optimizer:
+    """Trunk: stem-only, control branch off. Control: trunk frozen. Joint: everything trains."""
+    model.use_control = phase != "trunk"
+    trainable = model.trunk_parameters() if phase == "trunk" else (
+        model.control_parameters() if phase == "control" else [p for p in model.parameters() if p.requires_grad])
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in trainable:
+        p.requires_grad_(True)
+    model.level_freqs.requires_grad_(False)
+    return torch.optim.AdamW([p for p in trainable if p.requires_grad], lr=lr, weight_decay=1e-4)
+
+
+def save(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def main(
+    run: Path = typer.Option(Path("runs/main"), help="Folder for checkpoints and the log."),
+    plan: str = typer.Option("trunk:1500,control:1500,joint:500", help="Phases and their optimizer steps."),
+    corpus: Path = typer.Option(Path("data/corpus")),
+    spleeter: Path = typer.Option(Path("data/spleeter")),
+    batch_size: int = typer.Option(8),
+    lr: float = typer.Option(1e-3),
+    width: int = typer.Option(32),
+    consistency: float = typer.Option(0.3, help="Share of batches trained on the sampler's own intermediate states."),
+    save_every: int = typer.Option(100),
+    threads: int = typer.Option(2),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train (or resume) the denoiser."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    run.mkdir(parents=True, exist_ok=True)
+    phases = parse_plan(plan)
+    model = Denoiser(width=width)
+    state = {"phase_index": 0, "phase_step": 0, "wall_time": 0.0, "examples": 0}
+    last = run / "last.pt"
+    saved = None
+    if last.exists():
+        saved = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(saved["model"])
+        state = {k: saved[k] for k in state}
+        typer.echo(f"resuming {last}: phase {state['phase_index']} step {state['phase_step']}", err=True)
+    sampler = CorpusSampler(corpus, spleeter, "train", seed=seed + 1000 * state["phase_index"] + state["phase_step"])
+    rng = np.random.default_rng(seed + 7)
+    log = (run / "log.jsonl").open("a")
+
+    for phase_index in range(state["phase_index"], len(phases)):
+        phase, n_steps = phases[phase_index]
+        phase_lr = lr if phase != "joint" or phase_index == 0 else lr * 0.3
+        optimizer = configure_phase(model, phase, phase_lr)
+        if saved is not None and saved["phase_index"] == phase_index and saved["phase_step"] > 0:
+            optimizer.load_state_dict(saved["optimizer"])
+        model.train()
+        for step in range(state["phase_step"] if phase_index == state["phase_index"] else 0, n_steps):
+            started = time.time()
+            batch = sampler.batch(batch_size)
+            if rng.random() < consistency:
+                batch = consistency_input(model, batch, rng)
+            pred = model(batch["stem"], batch["mix"], batch["level"], batch["stem_type"])
+            terms = loss_terms(pred, batch["clean"], batch["mix"])
+            loss = total_loss(terms)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            for group in optimizer.param_groups:  # cosine decay within the phase after a short warm-up
+                warm = min(1.0, (step + 1) / 50)
+                group["lr"] = phase_lr * warm * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * step / n_steps)))
+            optimizer.step()
+            state.update(phase_index=phase_index, phase_step=step + 1, wall_time=state["wall_time"] + time.time() - started,
+                         examples=state["examples"] + batch_size)
+            record = {"phase": phase, "step": step + 1, "loss": loss.item(), **{k: v.item() for k, v in terms.items()},
+                      "seconds": round(time.time() - started, 3)}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            if (step + 1) % save_every == 0 or step + 1 == n_steps:
+                checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "model_config": {"width": width}, "use_control": model.use_control, "plan": plan,
+                              "commit": git_commit(), **state}
+                save(last, checkpoint)
+                if step + 1 == n_steps:
+                    save(run / f"{phase_index}-{phase}.pt", checkpoint)
+        state["phase_step"] = 0
+    typer.echo(f"done: {state['examples']} examples in {state['wall_time'] / 3600:.2f} h", err=True)
+
+
+if __name__ == "__main__":
+    typer.run(main)

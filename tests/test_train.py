@@ -1,0 +1,99 @@
+"""Training smoke path: a few optimizer steps on a tiny synthetic corpus, then ONNX export and the parity check."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import soundfile as sf
+import torch
+
+from stemclean import spectral
+from stemclean.train import fit
+from stemclean.train.export import export, load_checkpoint, parity_error
+from stemclean.train.network import Denoiser, band_edges
+
+
+def _tone(freq: float, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    t = np.arange(int(seconds * spectral.SAMPLE_RATE)) / spectral.SAMPLE_RATE
+    wave = np.sin(2 * np.pi * freq * t) * (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t))
+    return np.stack([wave, wave * rng.uniform(0.5, 1.0)], axis=1).astype(np.float32) * 0.2
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    """Two 3-second 'songs' of tones and noise, in the corpus layout of docs/ARCHITECTURE.md."""
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    songs = []
+    for i in range(2):
+        song = root / "train" / f"song{i}"
+        song.mkdir(parents=True)
+        stems = {
+            "vocals": _tone(440 * (i + 1), 3, rng),
+            "drums": (rng.standard_normal((3 * spectral.SAMPLE_RATE, 2)) * 0.05).astype(np.float32),
+            "bass": _tone(55 * (i + 1), 3, rng),
+            "other": _tone(1320, 3, rng),
+        }
+        for name, audio in stems.items():
+            sf.write(song / f"{name}.wav", audio, spectral.SAMPLE_RATE, subtype="FLOAT")
+        sf.write(song / "mixture.wav", sum(stems.values()), spectral.SAMPLE_RATE, subtype="FLOAT")
+        songs.append({"id": f"song{i}", "split": "train"})
+    (root / "manifest.json").write_text(json.dumps({"songs": songs}))
+    return root
+
+
+def test_bands_tile_every_bin_once():
+    edges = band_edges()
+    assert edges[0][0] == 0 and edges[-1][1] == spectral.N_BINS
+    assert all(a[1] == b[0] for a, b in zip(edges, edges[1:]))
+
+
+def test_zero_convs_start_at_the_trunk():
+    """ControlNet property: before control training, switching the control branch on changes nothing."""
+    model = Denoiser(width=16).eval()
+    stem, mix = torch.randn(1, 2, spectral.N_BINS, 20), torch.randn(1, 2, spectral.N_BINS, 20)
+    args = (stem, mix, torch.tensor([0.5]), torch.tensor([0]))
+    with torch.no_grad():
+        with_control = model(*args)
+        model.use_control = False
+        trunk_only = model(*args)
+    assert torch.equal(with_control, trunk_only)
+
+
+def test_sampler_draws_ladder_and_clean_cases(tiny_corpus):
+    sampler = fit.CorpusSampler(tiny_corpus, None, "train", seed=1, clean_fraction=0.5)
+    batch = sampler.batch(6)
+    assert batch["stem"].shape == (6, 2, spectral.N_BINS, 173)
+    levels = batch["level"].numpy()
+    assert np.all((levels >= 0) & (levels <= 1))
+    # the ladder must actually damage the stem wherever the level is clearly above zero
+    damaged = levels > 0.3
+    diff = (batch["stem"] - batch["clean"]).pow(2).sum(dim=(1, 2, 3)).numpy()
+    assert np.all(diff[damaged] > 0)
+
+
+def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    common = dict(run=run, corpus=tiny_corpus, spleeter=tmp_path / "none", batch_size=2, lr=1e-3, width=8,
+                  consistency=0.5, save_every=2, threads=1, seed=0)
+    fit.main(plan="trunk:2,control:2", **common)
+    first = torch.load(run / "last.pt", weights_only=False)
+    assert (first["phase_index"], first["phase_step"]) == (1, 2)
+    control_weights = first["model"]["zero_convs.0.weight"]
+    assert control_weights.abs().sum() > 0, "control phase must train the zero convolutions"
+
+    fit.main(plan="trunk:2,control:2,joint:2", **common)  # resumes into the new third phase
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["phase"] for r in log] == ["trunk"] * 2 + ["control"] * 2 + ["joint"] * 2
+    assert all(np.isfinite(r["loss"]) for r in log)
+
+    model, _ = load_checkpoint(run / "last.pt")
+    path = tmp_path / "model.onnx"
+    export(model, path, "test-commit")
+    assert parity_error(model, path) < 1e-4
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta["commit"] == "test-commit"
+    assert int(meta["n_fft"]) == spectral.N_FFT and int(meta["sample_rate"]) == spectral.SAMPLE_RATE
