@@ -1,0 +1,304 @@
+"""The ``stemclean`` command: ``run``, ``batch`` and ``info``. It parses, calls the engine, and reports.
+
+Exit codes: 0 ok, 1 a file failed (bad audio, missing model, ...), 2 a usage error. Every error is one red line on
+stderr; ``--debug`` shows the traceback instead. Only audio (``-o -``) or ``--json`` ever goes to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import onnxruntime as ort
+import soundfile as sf
+import soxr
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from stemclean import __version__, audio, batch, engine, schedule
+from stemclean.stems import STEM_TYPES, guess_stem_type
+
+app = typer.Typer(
+    help="Clean stems from music source separators (demucs, Spleeter, UVR) using the original mixture.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+stderr = Console(stderr=True, soft_wrap=True, highlight=False)
+StemTypeChoice = Enum("StemTypeChoice", {name: name for name in ("auto", *STEM_TYPES)}, type=str)
+ClipMode = Enum("ClipMode", {name: name for name in audio.CLIP_MODES}, type=str)
+
+
+class UsageProblem(Exception):
+    """A command line that cannot work as given (exit code 2)."""
+
+
+@contextmanager
+def _reported(debug: bool):
+    """Turn failures into one red line and the documented exit code, unless ``--debug`` asks for the traceback."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except KeyboardInterrupt:
+        stderr.print("[red]interrupted[/red]")
+        raise typer.Exit(130) from None
+    except Exception as err:
+        if debug:
+            raise
+        code = 2 if isinstance(err, UsageProblem) else 1
+        known = (UsageProblem, audio.AudioError, engine.ModelError, ValueError, OSError)
+        message = str(err) if isinstance(err, known) else f"{type(err).__name__}: {err} (rerun with --debug for details)"
+        stderr.print(f"[bold red]error:[/bold red] {escape(message)}")
+        raise typer.Exit(code) from None
+
+
+def _parse_steps(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if text.isdigit() and 1 <= int(text) <= schedule.MAX_STEPS:
+        return int(text)
+    raise UsageProblem(f"--steps must be auto or 1..{schedule.MAX_STEPS}, got {text!r}")
+
+
+def _check_output(output: Path, inputs: list[Path], overwrite: bool) -> None:
+    """Refuse outputs that would overwrite an input, land in a missing folder, or replace a file silently."""
+    if not output.parent.is_dir():
+        raise UsageProblem(f"output directory {output.parent} does not exist; create it first")
+    if any(p.exists() and output.exists() and os.path.samefile(p, output) for p in inputs):
+        raise UsageProblem(f"output {output} is one of the inputs; choose another -o")
+    if output.exists() and not overwrite:
+        raise UsageProblem(f"{output} already exists; pass --overwrite to replace it")
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+        disable=quiet or not stderr.is_terminal,
+    )
+
+
+def _summary_line(summary: dict) -> str:
+    if not summary["levels"]:
+        return f"{summary['output']}: input looks clean (level {summary['start_level']:.2f}); copied unchanged"
+    return (
+        f"{summary['output']}: {summary['steps']} step(s) from level {summary['start_level']:.2f}, "
+        f"{summary['realtime_factor']:.1f}x real time"
+    )
+
+
+Steps = Annotated[str, typer.Option("--steps", "-s", help="Sampler steps: auto (as many as the input needs) or 1..8.")]
+Strength = Annotated[float, typer.Option(help="0 keeps the input, 1 the cleaned stem; in between blends them.")]
+Device = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or cuda:N.")]
+ModelPath = Annotated[Optional[Path], typer.Option(help="ONNX model. Default: $STEMCLEAN_MODEL or models/stemclean-v1.onnx.")]
+Format = Annotated[Optional[str], typer.Option("--format", help="Output container (wav, flac, ...). Default: the input's.")]
+Subtype = Annotated[Optional[str], typer.Option(help="Sample encoding (PCM_16, PCM_24, FLOAT, ...). Default: the input's.")]
+Clip = Annotated[ClipMode, typer.Option(help="Peaks over full scale: rescale the file, clamp samples, or none.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (inputs are never overwritten).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON summary (to stdout, or stderr when -o -).")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")]
+
+
+@app.command()
+def run(
+    stem: Annotated[str, typer.Argument(help="The separated stem (WAV, FLAC, ...), or - for a WAV/FLAC stream on stdin.")],
+    mix: Annotated[Path, typer.Option("--mix", "-m", help="The mixture the stem was separated from.")],
+    output: Annotated[
+        Optional[str],
+        typer.Option("--output", "-o", help="Output file, or - for stdout. Default: <stem>_clean.<ext> beside the stem."),
+    ] = None,
+    steps: Steps = "auto",
+    strength: Strength = 1.0,
+    stem_type: Annotated[
+        StemTypeChoice, typer.Option(help="What the stem holds; auto reads it from the file name.")
+    ] = StemTypeChoice.auto,
+    device: Device = "auto",
+    model: ModelPath = None,
+    fmt: Format = None,
+    subtype: Subtype = None,
+    clip_mode: Clip = ClipMode.rescale,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    json_out: JsonOut = False,
+    debug: Debug = False,
+) -> None:
+    """Clean one stem using its mix.
+
+    [dim]Examples:[/dim]
+      stemclean run separated/htdemucs/song/vocals.wav --mix song.wav
+      stemclean run vocals.flac -m mix.flac -o vocals_clean.flac --steps 2
+      cat vocals.wav | stemclean run - -m mix.wav -o - > vocals_clean.wav
+    """
+    stdin_copy = None
+    with _reported(debug):
+        try:
+            steps_value = _parse_steps(steps)
+            if stem == "-":
+                stdin_copy = audio.stdin_to_file()
+                stem_source = audio.file_source(stdin_copy, name="<stdin>")
+            else:
+                stem_source = audio.file_source(stem)
+            to_stdout = output == "-" or (output is None and stem == "-")
+            out_path = None
+            if not to_stdout:
+                fmt_name = audio.output_format(fmt, Path(output) if output else None, stem_source.format)
+                out_path = Path(output) if output else Path(stem).with_name(f"{Path(stem).stem}_clean.{fmt_name.lower()}")
+                _check_output(out_path, [Path(stem), mix], overwrite)
+            mix_source = audio.file_source(mix)
+            resolved_type = guess_stem_type(stem) if stem_type.value == "auto" else stem_type.value
+            loaded = engine.Model(model, device=device)
+            with _progress(quiet) as progress:
+                task = progress.add_task("cleaning", total=None)
+                summary = engine.clean_file(
+                    stem_source,
+                    mix_source,
+                    out_path,
+                    loaded,
+                    steps=steps_value,
+                    strength=strength,
+                    stem_type=resolved_type,
+                    fmt=fmt or ("WAV" if to_stdout else None),
+                    subtype=subtype,
+                    clip_mode=clip_mode.value,
+                    on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+                )
+        finally:
+            if stdin_copy is not None:
+                stdin_copy.unlink(missing_ok=True)
+    if json_out:
+        (stderr.file if to_stdout else sys.stdout).write(json.dumps(summary) + "\n")
+    elif not quiet:
+        stderr.print(_summary_line(summary))
+
+
+@app.command(name="batch")
+def batch_command(
+    root: Annotated[Path, typer.Argument(help="Folder with separated stems (demucs or audio-separator layout).")],
+    outdir: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Output root; the input tree is mirrored. Default: beside.")
+    ] = None,
+    mix_dir: Annotated[
+        Optional[Path], typer.Option(help="Folder with the mixes, found as <track>.wav or <track>/mixture.wav.")
+    ] = None,
+    mix_from_stems: Annotated[bool, typer.Option("--mix-from-stems", help="Use the sum of each track's stems as its mix.")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Files cleaned in parallel.")] = 1,
+    steps: Steps = "auto",
+    strength: Strength = 1.0,
+    device: Device = "auto",
+    model: ModelPath = None,
+    fmt: Format = None,
+    subtype: Subtype = None,
+    clip_mode: Clip = ClipMode.rescale,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    json_out: JsonOut = False,
+    debug: Debug = False,
+) -> None:
+    """Clean every stem under ROOT. Outputs: <output>/<path under ROOT>/<name>_clean.<ext>; existing ones are skipped.
+
+    [dim]Examples:[/dim]
+      stemclean batch separated --mix-dir songs -j 2
+      stemclean batch separated --mix-from-stems -o cleaned --format flac
+    """
+    with _reported(debug):
+        steps_value = _parse_steps(steps)
+        if (mix_dir is None) == (not mix_from_stems):
+            raise UsageProblem("give exactly one of --mix-dir DIR or --mix-from-stems")
+        for folder, label in ((root, "ROOT"), (mix_dir, "--mix-dir")):
+            if folder is not None and not folder.is_dir():
+                raise UsageProblem(f"{label} {folder} is not a folder")
+        if jobs < 1:
+            raise UsageProblem(f"--jobs must be at least 1, got {jobs}")
+        suffix = f".{audio.output_format(fmt, None, 'WAV').lower()}" if fmt else None
+        planned = batch.plan(root, outdir, mix_dir, suffix)
+        if not planned:
+            raise audio.AudioError(f"no stems found under {root} (expected <model>/<track>/<stem>.wav or <track>_(Stem)_<model>.wav)")
+        todo = [job for job in planned if overwrite or not job.output.exists()]
+        skipped = [{"status": "skipped", "stem": str(j.stem), "output": str(j.output)} for j in planned if j not in todo]
+        loaded = engine.Model(model, device=device)
+        options = {"steps": steps_value, "strength": strength, "fmt": fmt, "subtype": subtype, "clip_mode": clip_mode.value}
+        with _progress(quiet) as progress:
+            task = progress.add_task(f"cleaning {len(todo)} stem(s)", total=len(todo))
+            results = batch.run(todo, loaded, mix_dir, options, jobs, lambda _: progress.advance(task))
+    results = skipped + sorted(results, key=lambda r: r["stem"])
+    if json_out:
+        sys.stdout.write(json.dumps(results) + "\n")
+    elif not quiet:
+        stderr.print(_batch_table(results))
+    if any(r["status"] == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+def _batch_table(results: list[dict]) -> Table:
+    table = Table(title="stemclean batch", title_justify="left")
+    for column in ("stem", "status", "steps", "detail"):
+        table.add_column(column)
+    styles = {"cleaned": "green", "skipped": "dim", "failed": "bold red"}
+    for r in results:
+        detail = r.get("error") or (f"{r['realtime_factor']:.1f}x real time" if "realtime_factor" in r else r["output"])
+        steps = str(r["steps"]) if "steps" in r else ""
+        table.add_row(r["stem"], f"[{styles[r['status']]}]{r['status']}[/]", steps, escape(detail))
+    counts = {s: sum(r["status"] == s for r in results) for s in styles}
+    table.caption = ", ".join(f"{n} {s}" for s, n in counts.items())
+    return table
+
+
+@app.command()
+def info(
+    model: ModelPath = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print everything as JSON.")] = False,
+) -> None:
+    """Show the model card, onnxruntime's providers and the versions in use."""
+    path = model or engine.default_model_path()
+    card_path = path.with_suffix(".json")
+    details: dict = {
+        "model": str(path),
+        "model_found": path.is_file(),
+        "card": json.loads(card_path.read_text()) if card_path.is_file() else None,
+        "metadata": None,
+        "providers": ort.get_available_providers(),
+        "versions": {
+            "stemclean": __version__,
+            "python": platform.python_version(),
+            "onnxruntime": ort.__version__,
+            "numpy": np.__version__,
+            "soundfile": sf.__version__,
+            "libsndfile": sf.__libsndfile_version__,
+            "soxr": soxr.__version__,
+        },
+    }
+    if details["model_found"]:
+        try:
+            details["metadata"] = engine.Model(path, device="cpu").metadata
+        except engine.ModelError as err:
+            details["metadata"] = {"error": str(err)}
+    if json_out:
+        sys.stdout.write(json.dumps(details, indent=2) + "\n")
+        return
+    console = Console(highlight=False)
+    found = "" if details["model_found"] else " [red](not found)[/red]"
+    console.print(f"[bold]model[/bold] {escape(str(path))}{found}")
+    for title, values in (("model card", details["card"]), ("model metadata", details["metadata"]), ("versions", details["versions"])):
+        if values:
+            table = Table(title=title, title_justify="left", show_header=False)
+            for key, value in values.items():
+                table.add_row(key, escape(value if isinstance(value, str) else json.dumps(value)))
+            console.print(table)
+    console.print(f"[bold]onnxruntime providers[/bold] {', '.join(details['providers'])}")

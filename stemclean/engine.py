@@ -1,0 +1,333 @@
+"""The ONNX model, the few-step sampler, and the one streaming engine that ``clean()``, ``run``, ``batch`` and pipes use.
+
+Long audio is solved once, here: both inputs are streamed at the model's rate in overlapping chunks of ~10 s, each chunk
+is cleaned on its own, and neighbours are crossfaded over their ~1 s overlap. Memory therefore depends on the chunk
+size, not on the file's length. Chunk starts fall on multiples of the STFT hop, so every chunk sees the same frame grid
+as the whole file would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from stemclean import audio, schedule, spectral
+from stemclean.audio import AudioError, Blocks, Source
+from stemclean.stems import STEM_TYPES, stem_index
+
+MODEL_ENV = "STEMCLEAN_MODEL"
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "stemclean-v1.onnx"
+# onnxruntime gains at most ~1.4x from a second thread on these machines (DESIGN.md section 7); batch jobs split them.
+DEFAULT_THREADS = 2
+OVERLAP = 86 * spectral.HOP_LENGTH  # ~1.0 s of crossfade between neighbouring chunks
+STEP = 775 * spectral.HOP_LENGTH  # ~9.0 s of new audio per chunk
+# A mix may be this much longer or shorter than its stem (encoder padding, resampling); beyond it the pair is refused.
+LENGTH_TOLERANCE_S = 0.3
+
+ProgressFn = Callable[[int, int], None]
+
+
+class ModelError(RuntimeError):
+    """A missing, unreadable or incompatible model, or an unavailable device, worded for the user in one line."""
+
+
+def default_model_path() -> Path:
+    """``$STEMCLEAN_MODEL`` if set, else the model shipped in ``models/``."""
+    return Path(os.environ.get(MODEL_ENV) or DEFAULT_MODEL)
+
+
+def providers_for(device: str) -> list:
+    """onnxruntime providers for ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ``auto`` takes CUDA when it is there."""
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if device == "cpu" or (device == "auto" and not has_cuda):
+        return ["CPUExecutionProvider"]
+    if device == "auto":
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    name, _, index = device.partition(":")
+    if name != "cuda" or (index and not index.isdigit()):
+        raise ModelError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    if not has_cuda:
+        raise ModelError("CUDA was asked for but onnxruntime has no CUDA provider; install stemclean[gpu] or use --device cpu")
+    return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
+
+
+class Model:
+    """A stemclean ONNX model in an onnxruntime session, checked against the runtime's signal constants."""
+
+    def __init__(self, path: str | Path | None = None, device: str = "auto", threads: int = DEFAULT_THREADS):
+        self.path = Path(path) if path is not None else default_model_path()
+        self.device = device
+        if not self.path.is_file():
+            raise ModelError(
+                f"model not found: {self.path} (pass --model PATH or set {MODEL_ENV}; the trained model ships as "
+                "models/stemclean-v1.onnx)"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers_for(device))
+        except ModelError:
+            raise
+        except Exception as err:  # onnxruntime raises several private exception types for unusable files
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"{self.path}: not a usable ONNX model ({reason})") from None
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self._check_metadata()
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def _check_metadata(self) -> None:
+        expected = {
+            "sample_rate": spectral.SAMPLE_RATE,
+            "n_fft": spectral.N_FFT,
+            "hop_length": spectral.HOP_LENGTH,
+        }
+        for key, value in expected.items():
+            found = self.metadata.get(key)
+            if found is None or not found.strip().isdigit() or int(found) != value:
+                raise ModelError(f"{self.path}: model metadata {key}={found} does not match the runtime's {value}")
+        if "stem_types" in self.metadata and json.loads(self.metadata["stem_types"]) != list(STEM_TYPES):
+            raise ModelError(f"{self.path}: model stem types {self.metadata['stem_types']} differ from {list(STEM_TYPES)}")
+
+    def predict(self, stem: np.ndarray, mix: np.ndarray, level: float, stem_type: int) -> np.ndarray:
+        """One pass: the predicted clean stem for ``stem`` at artifact ``level``, all shaped ``[B, 2, F, T]``."""
+        batch = stem.shape[0]
+        feeds = {
+            "stem": stem,
+            "mix": mix,
+            "level": np.full(batch, level, dtype=np.float32),
+            "stem_type": np.full(batch, stem_type, dtype=np.int64),
+        }
+        return self.session.run(["clean"], feeds)[0]
+
+
+def sample(model: Model, stem_spec: np.ndarray, mix_spec: np.ndarray, levels: list[float], stem_type: int) -> np.ndarray:
+    """The few-step sampler of docs/ARCHITECTURE.md on complex ``(channels, F, T)`` spectra.
+
+    The mixture's features are computed once and reused at every step. An empty schedule returns the stem unchanged.
+    """
+    if not levels:
+        return stem_spec
+    x = spectral.to_channels(stem_spec)
+    mix = spectral.to_channels(mix_spec)
+    for t, t_next in zip(levels, levels[1:] + [None]):
+        x0 = model.predict(x, mix, t, stem_type)
+        if t_next is None:
+            return spectral.from_channels(x0)
+        x = schedule.reblend(x, x0, t, t_next).astype(np.float32)
+    raise AssertionError("unreachable: the loop returns on its last level")
+
+
+def check_pair(stem: Source, mix: Source) -> None:
+    """Refuse a mix that cannot belong to the stem: too long or short, or channels that cannot be matched."""
+    gap = mix.seconds - stem.seconds
+    if abs(gap) > LENGTH_TOLERANCE_S:
+        longer = "longer" if gap > 0 else "shorter"
+        raise AudioError(
+            f"{mix.name}: the mix is {abs(gap):.2f} s {longer} than the stem ({mix.seconds:.2f} s vs "
+            f"{stem.seconds:.2f} s; at most {LENGTH_TOLERANCE_S} s is tolerated): is it the right mix?"
+        )
+    if mix.channels != stem.channels and 1 not in (mix.channels, stem.channels):
+        raise AudioError(f"{mix.name}: has {mix.channels} channels and the stem {stem.channels}; cannot match them")
+
+
+def _model_rate_streams(stem: Source, mix: Source) -> tuple[Blocks, Blocks]:
+    """Fresh streams of stem and mix at the model's rate, with the stem's channels and exactly equal lengths."""
+    rate = spectral.SAMPLE_RATE
+    length = audio.resampled_length(stem.frames, stem.rate, rate)
+    stem_blocks = audio.resampled(stem.read(), stem.rate, rate, stem.channels)
+    mix_blocks = audio.resampled(audio.with_channels(mix.read(), stem.channels), mix.rate, rate, stem.channels)
+    return audio.fixed_length(stem_blocks, length), audio.fixed_length(mix_blocks, length)
+
+
+def estimate_level(stem: Source, mix: Source) -> float:
+    """The file's start level: the per-chunk spectral estimates, weighted by how much evidence each chunk holds.
+
+    The weight is the one :func:`schedule.stem_residual_coherence` gives its bins (the weaker side's magnitude), so a
+    quiet or one-sided chunk counts little, as it would in a whole-file estimate.
+    """
+    stem_blocks, mix_blocks = _model_rate_streams(stem, mix)
+    total = weighted = 0.0
+    for s, m in zip(audio.rebuffer(stem_blocks, STEP), audio.rebuffer(mix_blocks, STEP)):
+        stem_spec, mix_spec = spectral.stft(s), spectral.stft(m)
+        weight = float(np.sum(np.minimum(np.abs(stem_spec), np.abs(mix_spec - stem_spec))))
+        weighted += weight * schedule.estimate_start_level(stem_spec, mix_spec)
+        total += weight
+    return weighted / total if total > 1e-9 else 0.0
+
+
+def plan_levels(steps: int | str, start_level: float) -> list[float]:
+    """The sampler's levels: ``auto`` spends steps only where the input needs them; ``n`` runs exactly ``n``."""
+    if steps == "auto":
+        return schedule.auto_schedule(start_level)
+    if not isinstance(steps, int) or not 1 <= steps <= schedule.MAX_STEPS:
+        raise ValueError(f"steps must be 'auto' or 1..{schedule.MAX_STEPS}, got {steps!r}")
+    return schedule.step_levels(start_level, steps)
+
+
+def _windows(stem_blocks: Blocks, mix_blocks: Blocks) -> Blocks:
+    """Pairs of (stem, mix) chunks of up to OVERLAP + STEP samples, each repeating the previous one's last OVERLAP."""
+    carry = None
+    for s, m in zip(audio.rebuffer(stem_blocks, STEP), audio.rebuffer(mix_blocks, STEP)):
+        if carry is not None:
+            s, m = np.concatenate([carry[0], s], axis=1), np.concatenate([carry[1], m], axis=1)
+        yield s, m
+        carry = s[:, -OVERLAP:], m[:, -OVERLAP:]
+
+
+def _crossfaded(chunks: Iterable[np.ndarray]) -> Blocks:
+    """Join processed chunks from :func:`_windows`, fading each overlap from the old chunk into the new one.
+
+    The fades are sin^2/cos^2, which sum to one, and each chunk's edge (where its STFT saw padding) gets weight ~0.
+    """
+    tail = None
+    for chunk in chunks:
+        if tail is not None:
+            n = tail.shape[1]
+            fade_in = np.sin(0.5 * np.pi * (np.arange(n) + 0.5) / n).astype(np.float32) ** 2
+            chunk = chunk.copy()
+            chunk[:, :n] = tail * (1.0 - fade_in) + chunk[:, :n] * fade_in
+        yield chunk[:, :-OVERLAP]
+        tail = chunk[:, -OVERLAP:]
+    if tail is not None:
+        yield tail
+
+
+def stream(
+    stem: Source,
+    mix: Source,
+    model: Model,
+    *,
+    steps: int | str = "auto",
+    strength: float = 1.0,
+    stem_type: str = "unknown",
+    on_progress: ProgressFn | None = None,
+) -> tuple[dict, Blocks]:
+    """Plan the cleaning of ``stem`` against ``mix`` and return (the plan, the cleaned stream at the stem's rate).
+
+    The plan (start level, levels) is known before any output is produced. The stream has the stem's channels and
+    exactly its length. ``strength`` blends the result with the input: ``stem + strength * (cleaned - stem)``.
+    """
+    if not np.isfinite(strength) or strength < 0:
+        raise ValueError(f"strength must be a number >= 0, got {strength}")
+    type_index = stem_index(stem_type)
+    check_pair(stem, mix)
+    start_level = estimate_level(stem, mix)
+    levels = plan_levels(steps, start_level)
+    plan = {"start_level": start_level, "levels": levels, "steps": len(levels)}
+    if not levels or strength == 0:
+        return plan, stem.read()
+
+    stem_blocks, mix_blocks = _model_rate_streams(stem, mix)
+    total = audio.resampled_length(stem.frames, stem.rate, spectral.SAMPLE_RATE)
+
+    def cleaned_chunks() -> Blocks:
+        done = 0
+        for s, m in _windows(stem_blocks, mix_blocks):
+            spec = sample(model, spectral.stft(s), spectral.stft(m), levels, type_index)
+            out = spectral.istft(spec, s.shape[1])
+            yield s + np.float32(strength) * (out - s)
+            done = min(total, done + s.shape[1] - (OVERLAP if done else 0))
+            if on_progress:
+                on_progress(done, total)
+
+    model_rate_out = _crossfaded(cleaned_chunks())
+    out = audio.resampled(model_rate_out, spectral.SAMPLE_RATE, stem.rate, stem.channels)
+    return plan, audio.fixed_length(out, stem.frames)
+
+
+def load_model(model: Model | str | Path | None, device: str = "auto", threads: int = DEFAULT_THREADS) -> Model:
+    """``model`` as a :class:`Model`: an existing one is reused, a path (or ``None`` for the default) is loaded."""
+    return model if isinstance(model, Model) else Model(model, device=device, threads=threads)
+
+
+def clean(
+    stem: np.ndarray,
+    mix: np.ndarray,
+    sample_rate: int,
+    *,
+    steps: int | str = "auto",
+    strength: float = 1.0,
+    stem_type: str = "unknown",
+    model: Model | str | Path | None = None,
+    device: str = "auto",
+    mix_sample_rate: int | None = None,
+) -> np.ndarray:
+    """Clean a separated stem using the mixture it came from, and return it in the stem's shape.
+
+    Args:
+        stem: the separator's estimate, soundfile layout: ``(samples,)`` or ``(samples, channels)``.
+        mix: the mixture, same layout; mono or stereo either way, and within ~0.3 s of the stem's length.
+        sample_rate: the stem's sample rate (any; the model runs at 44.1 kHz and the result is resampled back).
+        steps: ``"auto"`` (as many sampler steps as the input's estimated damage needs, zero for a clean input) or
+            ``1..8``.
+        strength: 0 returns the input, 1 the cleaned stem; values in between blend them.
+        stem_type: one of :data:`stemclean.stems.STEM_TYPES`.
+        model: a :class:`Model`, a path to an ``.onnx`` file, or ``None`` for ``$STEMCLEAN_MODEL`` / the shipped model.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        mix_sample_rate: the mix's rate when it differs from the stem's.
+    """
+    stem_arr = np.asarray(stem, dtype=np.float32)
+    stem_source = audio.array_source(_channels_first(stem_arr), sample_rate, "stem")
+    mix_source = audio.array_source(_channels_first(np.asarray(mix, np.float32)), mix_sample_rate or sample_rate, "mix")
+    _, blocks = stream(stem_source, mix_source, load_model(model, device), steps=steps, strength=strength, stem_type=stem_type)
+    out = np.concatenate(list(blocks), axis=1)
+    return out[0] if stem_arr.ndim == 1 else out.T
+
+
+def _channels_first(audio_array: np.ndarray) -> np.ndarray:
+    """soundfile's ``(samples,)`` or ``(samples, channels)`` -> the package's ``(channels, samples)``."""
+    if audio_array.ndim not in (1, 2):
+        raise AudioError(f"audio must be shaped (samples,) or (samples, channels), got {audio_array.shape}")
+    return audio_array[None] if audio_array.ndim == 1 else audio_array.T
+
+
+def clean_file(
+    stem: Source,
+    mix: Source,
+    output: Path | None,
+    model: Model,
+    *,
+    steps: int | str = "auto",
+    strength: float = 1.0,
+    stem_type: str = "unknown",
+    fmt: str | None = None,
+    subtype: str | None = None,
+    clip_mode: str = "rescale",
+    on_progress: ProgressFn | None = None,
+) -> dict:
+    """Clean ``stem`` into ``output`` (``None``: stdout), atomically, and return a summary of what was done."""
+    started = time.perf_counter()
+    fmt = audio.output_format(fmt, output, stem.format)
+    subtype = audio.output_subtype(fmt, subtype, stem)
+    plan, blocks = stream(stem, mix, model, steps=steps, strength=strength, stem_type=stem_type, on_progress=on_progress)
+    written = audio.write(blocks, output, stem.rate, stem.channels, fmt, subtype, clip_mode)
+    elapsed = time.perf_counter() - started
+    return {
+        "stem": stem.name,
+        "mix": mix.name,
+        "output": str(output) if output is not None else "-",
+        "format": fmt,
+        "subtype": subtype,
+        "sample_rate": stem.rate,
+        "channels": stem.channels,
+        "seconds": stem.seconds,
+        "stem_type": stem_type,
+        **plan,
+        "strength": strength,
+        "clip_mode": clip_mode,
+        **written,
+        "processing_s": elapsed,
+        "realtime_factor": stem.seconds / elapsed if elapsed > 0 else None,
+        "providers": model.providers,
+    }

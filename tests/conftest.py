@@ -1,0 +1,124 @@
+"""Shared fixtures: real audio written to tmp_path, and tiny ONNX graphs with the model's exact interface.
+
+The graphs compute ``clean = stem_gain[type] * stem + mix_gain[type] * mix`` on the STFT channels. They stand in for
+the trained model so the engine's mechanics (lengths, rates, channels, chunk seams, steps, strength) can be measured
+against a result known in closed form.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import soundfile as sf
+from onnx import TensorProto, helper
+
+from stemclean import spectral
+from stemclean.stems import STEM_TYPES
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_gain_model(path: Path, stem_gain=1.0, mix_gain=0.0, **metadata: str) -> Path:
+    """Write an ONNX graph with the stemclean interface computing ``stem_gain * stem + mix_gain * mix``.
+
+    Each gain may be a number or a list with one value per stem type, so tests can see which type the engine passed.
+    """
+    n = len(STEM_TYPES)
+    gains = {
+        "stem_gains": np.broadcast_to(np.asarray(stem_gain, np.float32), (n,)),
+        "mix_gains": np.broadcast_to(np.asarray(mix_gain, np.float32), (n,)),
+    }
+    spec = ["B", 2, spectral.N_BINS, "T"]
+    nodes = [
+        helper.make_node("Constant", [], ["axes"], value=helper.make_tensor("axes", TensorProto.INT64, [3], [1, 2, 3])),
+    ]
+    for name, values in gains.items():
+        nodes += [
+            helper.make_node("Constant", [], [name], value=helper.make_tensor(name, TensorProto.FLOAT, [n], values)),
+            helper.make_node("Gather", [name, "stem_type"], [f"{name}_b"]),
+            helper.make_node("Unsqueeze", [f"{name}_b", "axes"], [f"{name}_4d"]),
+        ]
+    nodes += [
+        helper.make_node("Mul", ["stem", "stem_gains_4d"], ["stem_part"]),
+        helper.make_node("Mul", ["mix", "mix_gains_4d"], ["mix_part"]),
+        helper.make_node("Add", ["stem_part", "mix_part"], ["clean"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "stemclean_test_gain",
+        [
+            helper.make_tensor_value_info("stem", TensorProto.FLOAT, spec),
+            helper.make_tensor_value_info("mix", TensorProto.FLOAT, spec),
+            helper.make_tensor_value_info("level", TensorProto.FLOAT, ["B"]),
+            helper.make_tensor_value_info("stem_type", TensorProto.INT64, ["B"]),
+        ],
+        [helper.make_tensor_value_info("clean", TensorProto.FLOAT, spec)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    props = {
+        "sample_rate": str(spectral.SAMPLE_RATE),
+        "n_fft": str(spectral.N_FFT),
+        "hop_length": str(spectral.HOP_LENGTH),
+        "stem_types": json.dumps(list(STEM_TYPES)),
+        "schedule": json.dumps({"sdr_at_zero": 40.0, "sdr_at_one": 0.0}),
+        "version": "test-gain-graph",
+        "commit": "none",
+        **metadata,
+    }
+    helper.set_model_props(model, props)
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def tone_mix(seconds: float, rate: int = 44100, channels: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A (stem, mix) pair in soundfile layout: a 440 Hz tone with vibrato as the stem, plus noise bleed in the mix."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t + 3 * np.sin(2 * np.pi * 5 * t))
+    stem = np.stack([tone * (1 - 0.2 * c) for c in range(channels)], axis=1).astype(np.float32)
+    other = (0.1 * rng.standard_normal((len(t), channels))).astype(np.float32)
+    bleed = 0.3 * other
+    return (stem + bleed).astype(np.float32), (stem + other).astype(np.float32)
+
+
+@pytest.fixture
+def gain_model(tmp_path) -> Path:
+    """A graph that halves its input stem, so one step yields 0.5 x stem."""
+    return write_gain_model(tmp_path / "half.onnx", stem_gain=0.5)
+
+
+@pytest.fixture
+def mix_model(tmp_path) -> Path:
+    """A graph that returns the mix, so the output shows how the engine aligned the mix to the stem."""
+    return write_gain_model(tmp_path / "mix.onnx", stem_gain=0.0, mix_gain=1.0)
+
+
+@pytest.fixture
+def song(tmp_path) -> dict[str, Path]:
+    """A 3 s stereo stem (``vocals.wav``) and its mix (``mix.wav``) on disk, 44.1 kHz float."""
+    stem, mix = tone_mix(3.0)
+    paths = {"stem": tmp_path / "vocals.wav", "mix": tmp_path / "mix.wav"}
+    sf.write(paths["stem"], stem, 44100, subtype="FLOAT")
+    sf.write(paths["mix"], mix, 44100, subtype="FLOAT")
+    return paths
+
+
+@pytest.fixture
+def cli_env(monkeypatch, gain_model) -> dict[str, str]:
+    """Environment for real subprocesses: the gain graph as the default model, the repo importable."""
+    monkeypatch.setenv("STEMCLEAN_MODEL", str(gain_model))
+    return {**os.environ, "STEMCLEAN_MODEL": str(gain_model), "PYTHONPATH": str(REPO)}
+
+
+def run_cli(*args: str, env: dict, stdin: bytes | None = None):
+    """Run ``python -m stemclean`` as a real process, the way a shell pipe would."""
+    return subprocess.run([sys.executable, "-m", "stemclean", *args], input=stdin, capture_output=True, env=env)
