@@ -1,0 +1,199 @@
+"""Render the multitrack training corpus: songs -> vocals/drums/bass/other stems and their exact mixture.
+
+Run ``python -m stemclean.train.corpus --out data/corpus``. It is seeded (the same seed gives the same corpus),
+resumable (finished songs are skipped) and writes ``manifest.json`` after every song, so a partly rendered corpus is
+already usable. Layout (docs/ARCHITECTURE.md)::
+
+    OUT/manifest.json
+    OUT/{train,val,test}/<song>/{vocals,drums,bass,other,mixture}.wav   float32, 44.1 kHz, stereo
+
+``mixture.wav`` is the float32 sum of the four stems in MIX_ORDER, so reading the stems and summing them in that order
+reproduces it bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import mido
+import numpy as np
+import soundfile as sf
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from stemclean.spectral import SAMPLE_RATE
+from stemclean.train import drums, midi, mixing, songs, voices
+
+MIX_ORDER = midi.CORPUS_STEMS  # vocals, drums, bass, other
+SOUNDFONTS = {
+    "FluidR3_GM": Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),
+    "TimGM6mb": Path("/usr/share/sounds/sf2/TimGM6mb.sf2"),
+}
+_SOUNDFONT_WEIGHTS = {"FluidR3_GM": 0.65, "TimGM6mb": 0.35}
+_HYDROGEN_SHARE = 0.6  # share of songs whose kit drums are real Hydrogen samples
+_TAIL_SECONDS = 2.0  # room for releases and reverb after the last note
+DEFAULT_CHORALES = 40
+MANIFEST = "manifest.json"
+
+console = Console(stderr=True)
+
+
+def render_midi(midi_file: mido.MidiFile, soundfont: Path, length: int, workdir: Path, name: str) -> np.ndarray:
+    """Render a MIDI file with the fluidsynth CLI into float32 (2, length)."""
+    mid_path, wav_path = workdir / f"{name}.mid", workdir / f"{name}.wav"
+    midi_file.save(mid_path)
+    cmd = ["fluidsynth", "-ni", "-q", "-g", "0.5", "-r", str(SAMPLE_RATE), "-T", "wav", "-O", "float",
+           "-F", str(wav_path), str(soundfont), str(mid_path)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0 or not wav_path.exists():
+        raise RuntimeError(f"fluidsynth failed on {name}: {result.stderr.strip()[-300:]}")
+    audio, _ = sf.read(wav_path, dtype="float32", always_2d=True)
+    out = np.zeros((2, length), dtype=np.float32)
+    n = min(length, audio.shape[0])
+    out[:, :n] = audio[:n, :2].T
+    return out
+
+
+def render_song(song: songs.Song, seed: int, seconds: float | None) -> tuple[dict[str, np.ndarray], dict]:
+    """Render one song's four mixed stems (float32 (2, samples)) and the facts the manifest records about it."""
+    rng = np.random.default_rng(songs.song_seed(seed, song.id))
+    mid = songs.load_midi(song, rng)
+    notes = midi.read_notes(mid)
+    if seconds is not None:
+        notes = [n for n in notes if n.start < seconds]
+    plan = midi.plan_stems(mid, notes)
+    end = max(n.end for n in notes) if seconds is None else seconds
+    length = int(np.ceil((end + _TAIL_SECONDS) * SAMPLE_RATE))
+    names = list(_SOUNDFONT_WEIGHTS)
+    soundfont = str(rng.choice(names, p=list(_SOUNDFONT_WEIGHTS.values())))
+    kits = drums.usable_kits()
+    kit = drums.load_kit(drums.HYDROGEN_KITS / rng.choice(kits)) if kits and rng.random() < _HYDROGEN_SHARE else None
+    stems: dict[str, np.ndarray] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for stem in ("bass", "other", "drums"):
+            def keep(n, stem=stem):
+                mine = plan.stem_of[n.on] == stem
+                return mine and not (kit is not None and stem == "drums" and kit.kind_for(n.pitch))
+
+            if any(keep(n) for n in notes):
+                stem_midi = midi.without_messages(mid, midi.note_positions([n for n in notes if not keep(n)]))
+                stems[stem] = render_midi(stem_midi, SOUNDFONTS[soundfont], length, Path(tmp), stem)
+            else:
+                stems[stem] = np.zeros((2, length), dtype=np.float32)
+    if kit is not None:
+        stems["drums"] += drums.play(kit, [n for n in notes if plan.stem_of[n.on] == "drums"], length)
+    stems["vocals"] = voices.sing(plan.sung, rng, length)
+    mixed, settings = mixing.mix(stems, rng)
+    info = {
+        "id": song.id, "source": song.source, "ref": song.ref, "duration_s": round(length / SAMPLE_RATE, 3),
+        "seconds_limit": seconds, "soundfont": soundfont, "drum_kit": kit.name if kit else None,
+        "melody_channel": plan.melody_channel, "bass_channels": list(plan.bass_channels),
+        "sung_notes": len(plan.sung), "mix": settings,
+    }
+    return mixed, info
+
+
+def mixture_of(stems: dict[str, np.ndarray]) -> np.ndarray:
+    """The float32 sum of the stems in MIX_ORDER: the definition of ``mixture.wav``."""
+    total = np.zeros_like(stems[MIX_ORDER[0]], dtype=np.float32)
+    for stem in MIX_ORDER:
+        total = total + stems[stem].astype(np.float32)
+    return total
+
+
+def write_song(folder: Path, stems: dict[str, np.ndarray]) -> None:
+    """Write the stems and mixture into ``folder`` atomically: a hidden sibling folder is renamed into place."""
+    partial = folder.parent / f".{folder.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for stem, audio in [*stems.items(), ("mixture", mixture_of(stems))]:
+        sf.write(partial / f"{stem}.wav", audio.T, SAMPLE_RATE, subtype="FLOAT")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(partial, folder)
+
+
+def song_files(out: Path, split: str, song_id: str) -> list[Path]:
+    """The five WAV files of a rendered song."""
+    return [out / split / song_id / f"{name}.wav" for name in (*MIX_ORDER, "mixture")]
+
+
+def minutes_per_split(entries: dict[str, dict]) -> dict[str, float]:
+    """Minutes of rendered audio in each split."""
+    return {s: round(sum(e["duration_s"] for e in entries.values() if e["split"] == s) / 60, 2) for s in songs.SPLITS}
+
+
+def _write_manifest(out: Path, entries: dict[str, dict], seed: int) -> None:
+    path = out / MANIFEST
+    tmp = path.with_name(MANIFEST + ".tmp")
+    tmp.write_text(json.dumps({"seed": seed, "sample_rate": SAMPLE_RATE, "stems": list(MIX_ORDER),
+                               "minutes": minutes_per_split(entries), "songs": [entries[k] for k in sorted(entries)]},
+                              indent=1))
+    os.replace(tmp, path)
+
+
+def load_manifest(out: Path) -> dict[str, dict]:
+    """Song id -> manifest entry for the songs already rendered under ``out``."""
+    path = out / MANIFEST
+    if not path.exists():
+        return {}
+    return {entry["id"]: entry for entry in json.loads(path.read_text())["songs"]}
+
+
+def catalog(chorales: int) -> list[songs.Song]:
+    """All songs of the corpus, in a fixed order: openmsx songs, then chorales."""
+    return songs.openmsx_songs() + songs.chorale_songs(chorales)
+
+
+def build(out: Path, seed: int = 0, chorales: int = DEFAULT_CHORALES, limit: int | None = None,
+          seconds: float | None = None, only: list[str] | None = None) -> dict[str, dict]:
+    """Render every song not yet rendered under ``out``; returns the manifest entries."""
+    everything = catalog(chorales)
+    split_of = songs.assign_splits(everything, seed)
+    todo = [s for s in everything if not only or s.id in only][:limit]
+    entries = load_manifest(out)
+    out.mkdir(parents=True, exist_ok=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("rendering", total=len(todo))
+        for song in todo:
+            split = split_of[song.id]
+            done = entries.get(song.id)
+            if done and done.get("seconds_limit") == seconds and all(p.exists() for p in song_files(out, split, song.id)):
+                progress.advance(task)
+                continue
+            progress.update(task, description=f"{song.id:<34}")
+            began = time.perf_counter()
+            stems, info = render_song(song, seed, seconds)
+            write_song(out / split / song.id, stems)
+            info.update(split=split, render_s=round(time.perf_counter() - began, 2))
+            entries[song.id] = info
+            _write_manifest(out, entries, seed)
+            progress.console.log(f"{song.id} [{split}] {info['duration_s']:.0f} s audio in {info['render_s']:.1f} s")
+            progress.advance(task)
+    _write_manifest(out, entries, seed)
+    return entries
+
+
+def main(
+    out: Path = typer.Option(Path("data/corpus"), "--out", "-o", help="Corpus folder."),
+    seed: int = typer.Option(0, help="Corpus seed: instruments, mixing, splits."),
+    chorales: int = typer.Option(DEFAULT_CHORALES, help="How many Bach chorales to add to the openmsx songs."),
+    limit: int = typer.Option(None, help="Render only the first N songs of the catalog."),
+    seconds: float = typer.Option(None, help="Render only the first S seconds of each song (tiny test corpora)."),
+    song: list[str] = typer.Option(None, "--song", help="Render only this song id (repeatable)."),
+) -> None:
+    """Render the multitrack corpus (skips songs already rendered with the same settings)."""
+    entries = build(out, seed=seed, chorales=chorales, limit=limit, seconds=seconds, only=song)
+    console.print(f"corpus at {out}: {len(entries)} songs, minutes per split {minutes_per_split(entries)}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
