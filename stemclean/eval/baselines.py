@@ -1,0 +1,55 @@
+"""Classical cleaners the model is compared with, as plain functions on equal terms with ``stemclean.clean``.
+
+Every function takes ``(stem, mix, sample_rate)`` (the oracle also takes ``truth``), arrays shaped (channels, samples),
+and returns the cleaned stem in the same shape. All of them work on the STFT of ``stemclean.spectral``, whose
+constants assume 44.1 kHz; ``sample_rate`` is there so all cleaners share one signature.
+"""
+
+from __future__ import annotations
+
+import norbert
+import numpy as np
+
+from stemclean.spectral import istft, stft
+
+
+def identity(stem: np.ndarray, mix: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The input unchanged: the score every cleaner must beat."""
+    return np.asarray(stem, dtype=np.float32)
+
+
+def _two_source_spectra(stem: np.ndarray, mix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Magnitudes of the stem and of ``mix - stem`` and the mixture STFT, in norbert's (frames, bins, channels) order."""
+    stem_spec, mix_spec = stft(stem), stft(mix)
+    magnitudes = np.stack([np.abs(stem_spec), np.abs(mix_spec - stem_spec)], axis=-1)
+    return magnitudes.transpose(2, 1, 0, 3), mix_spec.transpose(2, 1, 0)
+
+
+def _first_source(separated: np.ndarray, length: int) -> np.ndarray:
+    return istft(separated[..., 0].transpose(2, 1, 0), length)
+
+
+def softmask(stem: np.ndarray, mix: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Ratio mask of the stem against ``mix - stem``, applied to the mixture (norbert.softmask)."""
+    magnitudes, mix_spec = _two_source_spectra(stem, mix)
+    return _first_source(norbert.softmask(magnitudes, mix_spec), np.shape(stem)[-1])
+
+
+def wiener(stem: np.ndarray, mix: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Multichannel Wiener filter, one EM iteration, with the stem and ``mix - stem`` as sources (norbert.wiener)."""
+    magnitudes, mix_spec = _two_source_spectra(stem, mix)
+    return _first_source(norbert.wiener(magnitudes, mix_spec, iterations=1), np.shape(stem)[-1])
+
+
+def oracle_irm(stem: np.ndarray, mix: np.ndarray, sample_rate: int, truth: np.ndarray) -> np.ndarray:
+    """Ideal ratio mask from the true stem and true residual, applied to the mixture: the ceiling of mask-based cleanup.
+
+    It ignores the separated stem: it is what the best possible real-valued mask on the mixture achieves.
+    """
+    truth_spec, mix_spec = stft(truth), stft(mix)
+    truth_mag, resid_mag = np.abs(truth_spec), np.abs(mix_spec - truth_spec)
+    mask = truth_mag / np.maximum(truth_mag + resid_mag, 1e-10)
+    return istft(mask * mix_spec, np.shape(stem)[-1])
+
+
+BASELINES = {"identity": identity, "softmask": softmask, "wiener": wiener, "oracle": oracle_irm}

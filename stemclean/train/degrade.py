@@ -1,0 +1,159 @@
+"""The artifact ladder ``D(s, o, t)``: separator-like damage of a true stem, with a physically calibrated strength.
+
+A separator estimates a stem by masking the mixture. Its typical faults are rebuilt here from the true stem ``s`` and
+the sum of the other sources ``o``:
+
+- a leaky soft mask computed from noise-perturbed magnitude estimates and applied to the mixture, so the stem keeps the
+  mixture's phase (phasing) and the mask jitter leaves isolated bins behind (musical noise);
+- bleed: the other sources added back through smooth time-frequency leak masks;
+- temporal smearing: the magnitude estimates smoothed over time, as a long receptive field does;
+- lost transients: frames at the stem's onsets attenuated;
+- a high-frequency cutoff (Spleeter zeroes everything above ~11 kHz).
+
+The operators are combined at random, and their strength grows with ``t``. Whatever they produce, the artifact
+``raw - s`` is finally rescaled so that the SI-SDR of the result against ``s`` is ``schedule.target_sdr_db(t)``.
+The result is therefore ``s + g * a`` for one artifact ``a``: the ladder is linear in the artifact, which the sampler's
+update ``schedule.reblend`` assumes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import uniform_filter1d
+
+from stemclean.schedule import target_sdr_db
+from stemclean.spectral import HOP_LENGTH, N_FFT, SAMPLE_RATE, istft, stft
+
+# A stem quieter than this, relative to the mixture's energy, counts as silent: its SI-SDR is undefined, so its
+# artifact is scaled against this floor instead, and it always gets bleed (a silent stem's only possible fault).
+SILENT_FLOOR = 1e-3
+_EPS = 1e-10
+
+# Probability of each operator per stem type. Spleeter's outputs (vocals, accompaniment) nearly always lose the top
+# end; drums are the stems whose transients a separator smears or drops.
+_DEFAULT_ODDS = {"mask": 0.85, "bleed": 0.6, "smear": 0.5, "transients": 0.35, "cutoff": 0.3}
+_ODDS_BY_STEM = {
+    "vocals": {**_DEFAULT_ODDS, "cutoff": 0.6},
+    "accompaniment": {**_DEFAULT_ODDS, "cutoff": 0.6},
+    "drums": {**_DEFAULT_ODDS, "transients": 0.7, "smear": 0.6},
+    "bass": {**_DEFAULT_ODDS, "cutoff": 0.1},
+}
+
+
+def degrade_spec(
+    stem_spec: np.ndarray, other_spec: np.ndarray, t: float, rng: np.random.Generator, stem_type: str = "unknown"
+) -> np.ndarray:
+    """Degraded stem spectrum at level ``t``, from the spectra (channels, N_BINS, frames) of the stem and the others.
+
+    The artifact is calibrated on waveforms and taken back through the STFT, so the result is the STFT of a waveform,
+    like every real input, and its SI-SDR holds in the time domain.
+    """
+    stem_spec = np.asarray(stem_spec, dtype=np.complex64)
+    other_spec = np.asarray(other_spec, dtype=np.complex64)
+    length = HOP_LENGTH * (stem_spec.shape[-1] - 1)
+    mix_spec = stem_spec + other_spec
+    silent = _energy(stem_spec) < SILENT_FLOOR * _energy(mix_spec)
+    raw = _raw_estimate(stem_spec, other_spec, t, rng, stem_type, silent)
+    artifact = istft(raw - stem_spec, length)
+    gain = _artifact_gain(istft(stem_spec, length), artifact, _energy(istft(mix_spec, length)), t)
+    return (stem_spec + gain * stft(artifact)).astype(np.complex64)
+
+
+def degrade(
+    stem: np.ndarray, others: np.ndarray, t: float, rng: np.random.Generator, stem_type: str = "unknown"
+) -> np.ndarray:
+    """Degraded waveform (channels, samples) at level ``t``, from the true stem and the sum of the other sources."""
+    stem = np.asarray(stem, dtype=np.float32)
+    others = np.asarray(others, dtype=np.float32)
+    mix_energy = _energy(stem + others)
+    stem_spec = stft(stem)
+    raw = _raw_estimate(stem_spec, stft(others), t, rng, stem_type, _energy(stem) < SILENT_FLOOR * mix_energy)
+    artifact = istft(raw - stem_spec, stem.shape[-1])
+    gain = _artifact_gain(stem, artifact, mix_energy, t)
+    return (stem + gain * artifact).astype(np.float32)
+
+
+def _energy(x: np.ndarray) -> float:
+    return float(np.vdot(x, x).real)
+
+
+def _artifact_gain(stem: np.ndarray, artifact: np.ndarray, mix_energy: float, t: float) -> float:
+    """The gain ``g`` for which SI-SDR(stem + g * artifact, stem) equals the target of level ``t`` (waveforms).
+
+    With ``c = <a, s> / <s, s>`` and ``a_perp = a - c s`` the SI-SDR is
+    ``(1 + g c)^2 |s|^2 / (g^2 |a_perp|^2)``; solving for ``g`` with ``1 + g c > 0`` gives the closed form below.
+    A silent stem has no SI-SDR: its artifact is scaled to the target ratio against the silence floor instead.
+    """
+    ratio = 10.0 ** (float(target_sdr_db(t)) / 20.0)
+    stem_energy = _energy(stem)
+    artifact_energy = max(_energy(artifact), _EPS)
+    if stem_energy < SILENT_FLOOR * mix_energy:
+        return float(np.sqrt(SILENT_FLOOR * mix_energy / artifact_energy) / ratio)
+    c = float(np.vdot(stem, artifact).real) / stem_energy
+    perp_norm = np.sqrt(max(artifact_energy - c * c * stem_energy, _EPS))
+    stem_norm = np.sqrt(stem_energy)
+    # Mask and bleed keep the artifact far from parallel to the stem, so the denominator stays positive.
+    return float(stem_norm / max(ratio * perp_norm - c * stem_norm, _EPS))
+
+
+def _raw_estimate(
+    stem_spec: np.ndarray, other_spec: np.ndarray, t: float, rng: np.random.Generator, stem_type: str, silent: bool
+) -> np.ndarray:
+    """An uncalibrated separator-like estimate of the stem, with operator strengths that grow with ``t``."""
+    odds = _ODDS_BY_STEM.get(stem_type, _DEFAULT_ODDS)
+    use = {name: rng.random() < p for name, p in odds.items()}
+    # Transient loss and cutoff alone can leave an artifact nearly parallel to a steady stem, which no gain can bring
+    # to a low SI-SDR; a silent stem can only suffer bleed. Mask or bleed is therefore always there.
+    if silent or not use["mask"]:
+        use["bleed"] = True
+    estimate = stem_spec
+    if use["mask"]:
+        estimate = _leaky_mask(stem_spec, other_spec, t, rng, smear=use["smear"])
+    if use["bleed"]:
+        estimate = estimate + _leak_mask(other_spec.shape, t, rng) * other_spec
+    if use["transients"]:
+        estimate = estimate * _transient_gain(stem_spec, t, rng)
+    if use["cutoff"]:
+        cutoff_hz = rng.uniform(16000.0 - 8000.0 * t, 18000.0 - 5000.0 * t)
+        estimate = estimate.copy()
+        estimate[..., int(cutoff_hz * N_FFT / SAMPLE_RATE) :, :] = 0.0
+    return estimate
+
+
+def _leaky_mask(
+    stem_spec: np.ndarray, other_spec: np.ndarray, t: float, rng: np.random.Generator, smear: bool
+) -> np.ndarray:
+    """The mixture through a soft mask built from noisy (and optionally time-smeared) magnitude estimates.
+
+    The mask ``|S'|^p / (|S'|^p + |O'|^p)`` is computed as a sigmoid of the log-magnitude ratio: one random draw, one
+    log and one exp instead of two of each, which keeps the ladder fast enough for on-the-fly training.
+    """
+    jitter = np.float32(rng.uniform(0.3, 0.6 + 1.7 * t))
+    log_ratio = np.log((np.abs(stem_spec) + _EPS) / (np.abs(other_spec) + _EPS))
+    log_ratio += jitter * rng.standard_normal(log_ratio.shape, dtype=np.float32)
+    if smear:
+        log_ratio = uniform_filter1d(log_ratio, int(rng.integers(2, 3 + int(12 * t))), axis=-1, mode="nearest")
+    power = np.float32(rng.uniform(1.0, 2.0))
+    mask = 1.0 / (1.0 + np.exp(-power * log_ratio))
+    return mask * (stem_spec + other_spec)
+
+
+def _leak_mask(shape: tuple[int, ...], t: float, rng: np.random.Generator) -> np.ndarray:
+    """Smooth, sparse time-frequency blobs in [0, depth]: where a separator lets the other sources through."""
+    _, bins, frames = shape
+    block_bins, block_frames = 48, 8
+    coarse = rng.standard_normal((1, -(-bins // block_bins), -(-frames // block_frames)), dtype=np.float32)
+    blobs = np.maximum(coarse - np.float32(rng.uniform(0.0, 1.0)), 0.0)
+    fine = np.repeat(np.repeat(blobs, block_bins, axis=1)[:, :bins], block_frames, axis=2)[:, :, :frames]
+    fine = uniform_filter1d(uniform_filter1d(fine, block_bins, axis=1), block_frames, axis=2)
+    depth = rng.uniform(0.1, 0.3 + 0.7 * t)
+    return (depth * fine / max(float(fine.max()), _EPS)).astype(np.float32)
+
+
+def _transient_gain(stem_spec: np.ndarray, t: float, rng: np.random.Generator) -> np.ndarray:
+    """Per-frame gains that dip at the stem's onsets (positive spectral flux), as a separator that misses attacks."""
+    log_mag = np.log(np.mean(np.abs(stem_spec), axis=0) + 1e-6)
+    flux = np.sum(np.maximum(np.diff(log_mag, axis=-1, prepend=log_mag[:, :1]), 0.0), axis=0)
+    onset = flux / max(float(flux.max()), _EPS)
+    depth = rng.uniform(0.3, 0.5 + 0.5 * t)
+    return (1.0 - depth * onset).astype(np.float32)
