@@ -1,0 +1,162 @@
+"""The real ``stemclean`` command: Typer's CliRunner in-process, and subprocesses for pipes and exit codes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import run_cli, tone_mix, write_gain_model
+from typer.testing import CliRunner
+
+from stemclean.cli import app
+
+runner = CliRunner()
+
+
+def _invoke(*args: str):
+    return runner.invoke(app, list(map(str, args)))
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_run_writes_the_default_output_beside_the_stem(song, cli_env):
+    result = _invoke("run", song["stem"], "--mix", song["mix"], "--steps", "1", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    out = song["stem"].with_name("vocals_clean.wav")
+    assert summary["output"] == str(out) and summary["stem_type"] == "vocals" and summary["steps"] == 1
+    stem, rate = sf.read(song["stem"], dtype="float32")
+    cleaned, out_rate = sf.read(out, dtype="float32")
+    info = sf.info(out)
+    assert (out_rate, cleaned.shape, info.subtype) == (rate, stem.shape, "FLOAT")
+    assert np.sum(cleaned * stem) / np.sum(stem * stem) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_format_subtype_and_strength_options(song, cli_env):
+    result = _invoke("run", song["stem"], "-m", song["mix"], "--format", "flac", "--subtype", "PCM_24", "--strength", "0")
+    assert result.exit_code == 0, result.output
+    out = song["stem"].with_name("vocals_clean.flac")
+    assert sf.info(out).subtype == "PCM_24"
+    stem, _ = sf.read(song["stem"])
+    assert np.max(np.abs(sf.read(out)[0] - stem)) < 2**-22  # strength 0: the input, to 24-bit precision
+
+
+def test_clip_modes_through_the_cli(tmp_path, song, monkeypatch):
+    monkeypatch.setenv("STEMCLEAN_MODEL", str(write_gain_model(tmp_path / "loud.onnx", stem_gain=8.0)))
+    peaks = {}
+    for mode in ("rescale", "clamp", "none"):
+        out = tmp_path / f"{mode}.wav"
+        result = _invoke("run", song["stem"], "-m", song["mix"], "-o", out, "-s", "1", "--clip-mode", mode)
+        assert result.exit_code == 0, result.output
+        peaks[mode] = np.max(np.abs(sf.read(out)[0]))
+    assert peaks["rescale"] == pytest.approx(1.0, abs=1e-6)
+    assert peaks["clamp"] == 1.0
+    assert peaks["none"] > 2.0
+
+
+def test_existing_output_needs_overwrite(song, cli_env):
+    out = song["stem"].with_name("done.wav")
+    out.write_bytes(b"keep me")
+    result = _invoke("run", song["stem"], "-m", song["mix"], "-o", out)
+    assert result.exit_code == 2 and "--overwrite" in result.stderr and out.read_bytes() == b"keep me"
+    assert _invoke("run", song["stem"], "-m", song["mix"], "-o", out, "--overwrite").exit_code == 0
+    assert sf.info(out).frames == sf.info(song["stem"]).frames
+
+
+def _bad_inputs(tmp_path, song):
+    """Each case: (name, extra setup -> argv, expected exit code, words the error must contain)."""
+    text = tmp_path / "notes.wav"
+    text.write_text("this is not audio\n")
+    zero = tmp_path / "zero.wav"
+    zero.write_bytes(b"")
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros((0, 2), np.float32), 44100)
+    nan = tmp_path / "nan.wav"
+    data = sf.read(song["stem"], dtype="float32")[0]
+    data[1000] = np.nan
+    sf.write(nan, data, 44100, subtype="FLOAT")
+    double = tmp_path / "double.wav"
+    mix = sf.read(song["mix"], dtype="float32")[0]
+    sf.write(double, np.concatenate([mix, mix]), 44100, subtype="FLOAT")
+    stem, mixp = song["stem"], song["mix"]
+    return [
+        ("missing stem", ["run", tmp_path / "nope.wav", "-m", mixp], 1, "no such file"),
+        ("missing mix", ["run", stem, "-m", tmp_path / "nope.wav"], 1, "no such file"),
+        ("text file", ["run", text, "-m", mixp], 1, "not a readable audio file"),
+        ("zero bytes", ["run", zero, "-m", mixp], 1, "not a readable audio file"),
+        ("empty audio", ["run", empty, "-m", mixp], 1, "no audio"),
+        ("NaN samples", ["run", nan, "-m", mixp, "-o", tmp_path / "o.wav"], 1, "NaN"),
+        ("output is input", ["run", stem, "-m", mixp, "-o", stem, "--overwrite"], 2, "is one of the inputs"),
+        ("output is the mix", ["run", stem, "-m", mixp, "-o", mixp, "--overwrite"], 2, "is one of the inputs"),
+        ("steps 0", ["run", stem, "-m", mixp, "--steps", "0"], 2, "--steps"),
+        ("steps 9", ["run", stem, "-m", mixp, "--steps", "9"], 2, "--steps"),
+        ("missing output dir", ["run", stem, "-m", mixp, "-o", tmp_path / "no" / "o.wav"], 2, "does not exist"),
+        ("mix twice as long", ["run", stem, "-m", double, "-o", tmp_path / "o.wav"], 1, "longer than the stem"),
+        ("unknown format", ["run", stem, "-m", mixp, "--format", "mp4"], 1, "unknown output format"),
+        ("missing model", ["run", stem, "-m", mixp, "--model", tmp_path / "none.onnx"], 1, "model not found"),
+    ]
+
+
+def test_every_bad_input_is_one_line_and_leaves_no_output(tmp_path, song, cli_env):
+    for name, argv, code, words in _bad_inputs(tmp_path, song):
+        before = {p: _digest(p) for p in tmp_path.iterdir() if p.is_file()}
+        result = _invoke(*argv)
+        assert result.exit_code == code, (name, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0] and lines[0].startswith("error:"), (name, result.stderr)
+        assert "Traceback" not in result.output and result.stdout == "", name
+        after = {p: _digest(p) for p in tmp_path.iterdir() if p.is_file()}
+        assert after == before, f"{name}: files changed or appeared"
+
+
+def test_debug_shows_the_traceback(song, cli_env, tmp_path):
+    result = run_cli("run", str(tmp_path / "nope.wav"), "-m", str(song["mix"]), "--debug", env=cli_env)
+    assert result.returncode == 1 and b"Traceback" in result.stderr and b"AudioError" in result.stderr
+
+
+def test_exit_codes_in_a_real_process(song, cli_env, tmp_path):
+    ok = run_cli("run", str(song["stem"]), "-m", str(song["mix"]), "-o", str(tmp_path / "ok.wav"), "-q", env=cli_env)
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, b"", b"")
+    failed = run_cli("run", str(tmp_path / "nope.wav"), "-m", str(song["mix"]), env=cli_env)
+    assert failed.returncode == 1 and failed.stderr.count(b"\n") == 1
+    usage = run_cli("run", str(song["stem"]), "-m", str(song["mix"]), "--steps", "0", env=cli_env)
+    assert usage.returncode == 2 and usage.stderr.count(b"\n") == 1
+
+
+def test_pipe_stdin_to_stdout(song, cli_env):
+    stem_bytes = song["stem"].read_bytes()
+    result = run_cli("run", "-", "-m", str(song["mix"]), "-o", "-", "-s", "1", env=cli_env, stdin=stem_bytes)
+    assert result.returncode == 0, result.stderr
+    cleaned, rate = sf.read(io.BytesIO(result.stdout), dtype="float32")
+    stem, _ = sf.read(song["stem"], dtype="float32")
+    assert rate == 44100 and cleaned.shape == stem.shape
+    assert np.sum(cleaned * stem) / np.sum(stem * stem) == pytest.approx(0.5, rel=1e-3)
+
+
+def test_pipe_flac_in_and_json_goes_to_stderr_when_audio_is_on_stdout(song, cli_env, tmp_path):
+    flac = tmp_path / "stem.flac"
+    sf.write(flac, sf.read(song["stem"])[0], 44100)
+    result = run_cli("run", "-", "-m", str(song["mix"]), "-o", "-", "--json", env=cli_env, stdin=flac.read_bytes())
+    assert result.returncode == 0, result.stderr
+    assert sf.info(io.BytesIO(result.stdout)).format == "WAV"
+    assert json.loads(result.stderr)["stem"] == "<stdin>"
+
+
+def test_info_shows_card_metadata_and_providers(tmp_path, gain_model):
+    card = {"name": "stemclean-test", "trained_on": "nothing"}
+    gain_model.with_suffix(".json").write_text(json.dumps(card))
+    result = _invoke("info", "--model", gain_model, "--json")
+    assert result.exit_code == 0, result.output
+    details = json.loads(result.stdout)
+    assert details["card"] == card and details["metadata"]["version"] == "test-gain-graph"
+    assert "CPUExecutionProvider" in details["providers"] and details["versions"]["stemclean"]
+    table = _invoke("info", "--model", gain_model)
+    assert "stemclean-test" in table.stdout and "CPUExecutionProvider" in table.stdout
+    missing = _invoke("info", "--model", tmp_path / "none.onnx")
+    assert missing.exit_code == 0 and "not found" in missing.stdout
