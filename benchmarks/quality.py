@@ -1,0 +1,388 @@
+"""Quality benchmark: every cleaner on the same cases from the corpus's test split, scored against exact ground truth.
+
+Cases, all on one fixed-length excerpt per test song (the window where the weakest stem is loudest):
+
+- ``spleeter``: real Spleeter 2stems outputs (vocals, accompaniment) against the true vocals and drums+bass+other;
+- ``ladder t=…``: the artifact ladder ``degrade`` at several levels, for vocals, drums, bass and other;
+- ``clean``: the true stem itself goes in ("do no harm").
+
+Methods: identity, norbert softmask and Wiener, the oracle ideal ratio mask (the ceiling of mask-based cleanup), and,
+with ``--model``, stemclean at every requested step count. Metrics: SI-SDR and its change, SIR and SAR with the true
+stem and true residual as sources, the multi-resolution STFT distance, and the gap closed
+``(method - input) / (oracle - input)`` in SI-SDR.
+
+Run: ``python -m benchmarks.quality [--model models/stemclean-v1.onnx --steps 1,2,4,auto]``; ``--smoke`` runs on a
+tiny synthetic corpus in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import typer
+
+from benchmarks import report
+from stemclean.eval import baselines, metrics
+from stemclean.spectral import SAMPLE_RATE
+from stemclean.train.degrade import degrade
+
+CORPUS_STEMS = ("vocals", "drums", "bass", "other")
+SPLEETER_STEMS = ("vocals", "accompaniment")
+LEVELS = (0.25, 0.5, 0.75)
+BASELINE_NAMES = ("identity", "softmask", "wiener", "oracle")
+
+Method = Callable[["Case"], np.ndarray]
+
+
+@dataclass
+class Case:
+    """One cleaning problem: the damaged ``stem`` (channels, samples), its ``truth`` and the ``mix`` it came from."""
+
+    song: str
+    source: str
+    stem_type: str
+    stem: np.ndarray
+    truth: np.ndarray
+    mix: np.ndarray
+
+
+def excerpt_window(stems: dict[str, np.ndarray], seconds: float) -> slice:
+    """The window of ``seconds`` (on a 1 s grid) where the quietest stem is loudest, so every stem has content."""
+    length = next(iter(stems.values())).shape[-1]
+    width = int(seconds * SAMPLE_RATE)
+    if length <= width:
+        return slice(0, length)
+    blocks = length // SAMPLE_RATE
+    per_second = np.stack([
+        np.sum(audio[:, : blocks * SAMPLE_RATE].reshape(audio.shape[0], blocks, SAMPLE_RATE) ** 2, axis=(0, 2))
+        for audio in stems.values()
+    ])
+    window = int(seconds)
+    sums = np.stack([np.convolve(e, np.ones(window), mode="valid") for e in per_second])
+    start = int(np.argmax(np.min(np.log10(sums + 1e-12), axis=0))) * SAMPLE_RATE
+    return slice(start, start + width)
+
+
+def _read(path: Path, window: slice | None = None) -> np.ndarray:
+    """A float32 (channels, samples) read of ``path``, optionally only ``window``."""
+    start, stop = (window.start, window.stop) if window else (0, None)
+    audio, rate = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"{path}: expected {SAMPLE_RATE} Hz, got {rate}")
+    return audio.T
+
+
+def _fit(audio: np.ndarray, length: int) -> np.ndarray:
+    """``audio`` cut or zero-padded to ``length`` samples (separator outputs may differ by a few samples)."""
+    return np.pad(audio[:, :length], ((0, 0), (0, max(0, length - audio.shape[1]))))
+
+
+def test_songs(corpus: Path, split: str) -> list[str]:
+    """Song ids of ``split`` in the corpus manifest, in a fixed order."""
+    manifest = corpus / "manifest.json"
+    if not manifest.exists():
+        raise FileNotFoundError(f"no corpus manifest at {manifest}; render the corpus first (docs/TRAINING.md)")
+    return sorted(song["id"] for song in json.loads(manifest.read_text())["songs"] if song["split"] == split)
+
+
+def cases(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[float, ...], seed: int,
+          songs: list[str]) -> Iterator[Case]:
+    """Every case of every song in ``songs``: Spleeter pairs where they exist, ladder levels, and clean stems."""
+    for song_index, song in enumerate(songs):
+        folder = corpus / split / song
+        window = excerpt_window({name: _read(folder / f"{name}.wav") for name in CORPUS_STEMS}, seconds)
+        stems = {name: _read(folder / f"{name}.wav", window) for name in CORPUS_STEMS}
+        mix = _read(folder / "mixture.wav", window)
+        truths = {**stems, "accompaniment": stems["drums"] + stems["bass"] + stems["other"]}
+        for name in SPLEETER_STEMS:
+            path = spleeter / split / song / f"{name}.wav"
+            if path.exists():
+                yield Case(song, "spleeter", name, _fit(_read(path, window), mix.shape[1]), truths[name], mix)
+        for level_index, level in enumerate(levels):
+            for stem_index, name in enumerate(CORPUS_STEMS):
+                rng = np.random.default_rng([seed, song_index, level_index, stem_index])
+                damaged = degrade(stems[name], mix - stems[name], level, rng, name)
+                yield Case(song, f"ladder t={level:g}", name, damaged, stems[name], mix)
+        for name in CORPUS_STEMS:
+            yield Case(song, "clean", name, stems[name], stems[name], mix)
+
+
+def baseline_methods() -> dict[str, Method]:
+    """The classical cleaners, as functions of a case."""
+    plain = {name: baselines.BASELINES[name] for name in BASELINE_NAMES if name != "oracle"}
+    methods: dict[str, Method] = {
+        name: (lambda case, clean=clean: clean(case.stem, case.mix, SAMPLE_RATE)) for name, clean in plain.items()
+    }
+    methods["oracle"] = lambda case: baselines.oracle_irm(case.stem, case.mix, SAMPLE_RATE, case.truth)
+    return methods
+
+
+def model_methods(model_path: Path, steps: list[str]) -> dict[str, Method]:
+    """stemclean at each step count, through the public ``stemclean.clean`` (soundfile layout in and out)."""
+    import stemclean
+    from stemclean.engine import load_model
+
+    model = load_model(model_path, device="cpu")
+
+    def at(step: int | str) -> Method:
+        return lambda case: np.ascontiguousarray(stemclean.clean(
+            case.stem.T, case.mix.T, SAMPLE_RATE, steps=step, stem_type=case.stem_type, model=model
+        ).T)
+
+    return {f"stemclean@{s}": at(int(s) if s.isdigit() else s) for s in steps}
+
+
+def score(case: Case, methods: dict[str, Method]) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """One row per method for ``case``, and the estimates themselves."""
+    rows, estimates = [], {}
+    input_si_sdr = metrics.si_sdr(case.stem, case.truth)
+    for name, method in methods.items():
+        began = time.perf_counter()
+        estimate = method(case)
+        seconds = time.perf_counter() - began
+        values = metrics.evaluate(estimate, case.truth, case.mix)
+        rows.append({"song": case.song, "source": case.source, "stem": case.stem_type, "method": name,
+                     **{k: round(v, 3) for k, v in values.items()},
+                     "delta_si_sdr": round(values["si_sdr"] - input_si_sdr, 3), "seconds": round(seconds, 3)})
+        estimates[name] = estimate
+    return rows, estimates
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Means per (source, stem, method), plus each source's mean over all stems, with the gap closed in SI-SDR."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for row in rows:
+        for stem in (row["stem"], "all"):
+            groups.setdefault((row["source"], stem, row["method"]), []).append(row)
+    means = {
+        key: {k: float(np.mean([r[k] for r in members])) for k in ("si_sdr", "delta_si_sdr", "sir", "sar", "mrstft")}
+        | {"cases": len(members)}
+        for key, members in groups.items()
+    }
+    summary = []
+    for (source, stem, method), values in means.items():
+        oracle = means.get((source, stem, "oracle"))
+        headroom = oracle["delta_si_sdr"] if oracle else 0.0
+        gap = values["delta_si_sdr"] / headroom if source != "clean" and headroom > 0.5 else None
+        summary.append({"source": source, "stem": stem, "method": method, **values, "gap_closed": gap})
+    return summary
+
+
+def run(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[float, ...], seed: int,
+        max_songs: int | None, model: Path | None, steps: list[str], images: Path) -> dict:
+    """Score every method on every case and draw the plots; returns the results to save."""
+    songs = test_songs(corpus, split)[:max_songs]
+    if not songs:
+        raise ValueError(f"the corpus at {corpus} has no songs in split {split!r}")
+    methods = baseline_methods() | (model_methods(model, steps) if model else {})
+    # The before/after spectrogram shows real Spleeter vocals, or the strongest ladder level's vocals without them.
+    showcase_rank = {("spleeter", "vocals"): 0, (f"ladder t={levels[-1]:g}", "vocals"): 1}
+    rows, showcase = [], None
+    for case in cases(corpus, spleeter, split, seconds, levels, seed, songs):
+        case_rows, estimates = score(case, methods)
+        rows += case_rows
+        rank = showcase_rank.get((case.source, case.stem_type), 2)
+        if rank < (showcase_rank.get((showcase[0].source, showcase[0].stem_type), 2) if showcase else 2):
+            showcase = (case, estimates)
+        typer.echo(f"{case.song} {case.source} {case.stem_type}: " + ", ".join(
+            f"{r['method']} {r['si_sdr']:.1f}" for r in case_rows), err=True)
+    summary = summarize(rows)
+    images.mkdir(parents=True, exist_ok=True)
+    plots = {"methods": _plot_methods(summary, images / "quality_methods.png")}
+    if showcase:
+        plots["spectrogram"] = _plot_showcase(*showcase, images / "quality_spectrogram.png")
+    if model:
+        plots["steps"] = _plot_steps(summary, steps, images / "quality_steps.png")
+    return {
+        "meta": report.provenance(),
+        "config": {"split": split, "songs": songs, "excerpt_s": seconds, "levels": list(levels), "seed": seed,
+                   "model": str(model) if model else None, "steps": steps if model else []},
+        "plots": {name: os.path.relpath(path, report.ROOT) for name, path in plots.items()},
+        "summary": summary,
+        "rows": rows,
+    }
+
+
+def _source_order(summary: list[dict]) -> list[str]:
+    order = {"spleeter": 0, "clean": 2}
+    return sorted({s["source"] for s in summary}, key=lambda s: (order.get(s, 1), s))
+
+
+def _plot_methods(summary: list[dict], path: Path) -> Path:
+    """Bar chart: mean SI-SDR change per method, for each artifact source (all stems pooled)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sources = [s for s in _source_order(summary) if s != "clean"]
+    methods = list(dict.fromkeys(s["method"] for s in summary))
+    pooled = {(s["source"], s["method"]): s["delta_si_sdr"] for s in summary if s["stem"] == "all"}
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(methods)
+    for i, method in enumerate(methods):
+        x = np.arange(len(sources)) + (i - (len(methods) - 1) / 2) * width
+        ax.bar(x, [pooled.get((src, method), np.nan) for src in sources], width, label=method)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(np.arange(len(sources)), sources)
+    ax.set_ylabel("SI-SDR change (dB)")
+    ax.set_title("Cleaners by artifact source (test split, mean over stems and songs)")
+    ax.legend(fontsize=8, ncol=min(4, len(methods)))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_showcase(case: Case, estimates: dict[str, np.ndarray], path: Path) -> Path:
+    """Log spectrograms of one case: input, the best cleaner's output, the oracle, and the truth."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from stemclean.spectral import stft
+
+    candidates = [m for m in estimates if m not in ("identity", "oracle")]
+    best = max(candidates, key=lambda m: metrics.si_sdr(estimates[m], case.truth))
+    panels = [("input", case.stem), (best, estimates[best]), ("oracle IRM", estimates["oracle"]), ("truth", case.truth)]
+    excerpt = slice(0, min(case.truth.shape[1], 8 * SAMPLE_RATE))
+    fig, axes = plt.subplots(1, len(panels), figsize=(14, 3.6), sharey=True)
+    for ax, (title, audio) in zip(axes, panels):
+        power = 20 * np.log10(np.abs(stft(audio[:, excerpt]).mean(axis=0)) + 1e-6)
+        ax.imshow(power, origin="lower", aspect="auto", vmin=power.max() - 90, vmax=power.max(), cmap="magma",
+                  extent=(0, excerpt.stop / SAMPLE_RATE, 0, SAMPLE_RATE / 2000))
+        ax.set_title(f"{title} ({metrics.si_sdr(audio, case.truth):.1f} dB)", fontsize=9)
+        ax.set_xlabel("s")
+    axes[0].set_ylabel("kHz")
+    fig.suptitle(f"{case.source} {case.stem_type}, {case.song}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _plot_steps(summary: list[dict], steps: list[str], path: Path) -> Path:
+    """Mean SI-SDR change against sampler steps, per artifact source, with Wiener and the oracle for reference."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pooled = {(s["source"], s["method"]): s["delta_si_sdr"] for s in summary if s["stem"] == "all"}
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for source in _source_order(summary):
+        line = ax.plot(steps, [pooled.get((source, f"stemclean@{s}"), np.nan) for s in steps], marker="o",
+                       label=source)[0]
+        ax.axhline(pooled.get((source, "oracle"), np.nan), color=line.get_color(), linestyle=":", linewidth=0.8)
+    ax.set_xlabel("sampler steps")
+    ax.set_ylabel("SI-SDR change (dB)")
+    ax.set_title("stemclean quality vs steps (dotted: oracle IRM)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def markdown(results: dict) -> str:
+    """The quality section of docs/BENCHMARKS.md."""
+    config, summary = results["config"], results["summary"]
+    lines = [
+        "## Quality",
+        "",
+        report.how_measured(results["meta"]),
+        f"Split `{config['split']}`: {len(config['songs'])} songs, one {config['excerpt_s']:g} s excerpt each (the "
+        "window where the quietest stem is loudest). SI-SDR, SIR and SAR in dB (higher is better; SIR and SAR from "
+        "BSS Eval with the true stem and the true residual as sources); MR-STFT is the multi-resolution STFT distance "
+        "(lower is better); gap closed = (method − input) / (oracle − input) in SI-SDR. Values are means over cases; "
+        "metrics are clamped at 100 dB, the value a perfect copy gets.",
+    ]
+    for source in _source_order(summary):
+        rows = [s for s in summary if s["source"] == source]
+        stems = list(dict.fromkeys(s["stem"] for s in rows if s["stem"] != "all")) + ["all"]
+        body = [[stem, s["method"], s["cases"], s["si_sdr"], s["delta_si_sdr"], s["sir"], s["sar"], s["mrstft"],
+                 None if s["gap_closed"] is None else f"{100 * s['gap_closed']:.0f}%"]
+                for stem in stems for s in rows if s["stem"] == stem]
+        title = {"spleeter": "Real Spleeter 2stems outputs", "clean": "Do no harm: the clean stem goes in"}.get(
+            source, f"Artifact ladder at {source.removeprefix('ladder ')}")
+        lines += ["", f"### {title}", "",
+                  report.table(["stem", "method", "cases", "SI-SDR", "ΔSI-SDR", "SIR", "SAR", "MR-STFT", "gap closed"],
+                               body)]
+    for name, caption in (("methods", "Method comparison"), ("spectrogram", "Before and after"),
+                          ("steps", "Quality vs steps")):
+        if name in results.get("plots", {}):
+            image = os.path.relpath(report.ROOT / results["plots"][name], report.PAGE.parent)
+            lines += ["", f"![{caption}]({image})"]
+    return "\n".join(lines) + "\n"
+
+
+def synthetic_corpus(root: Path, songs: int = 2, seconds: float = 4.0, seed: int = 0) -> Path:
+    """A tiny corpus in the real layout, made of tones and noise, for the smoke run and the tests."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    entries = []
+    for index in range(songs):
+        f0 = rng.uniform(180.0, 360.0)
+        syllables = (np.sin(2 * np.pi * rng.uniform(2.0, 4.0) * t) > -0.3).astype(float)
+        vocals = syllables * sum(np.sin(2 * np.pi * k * f0 * t + 3 * np.sin(2 * np.pi * 5 * t)) / k for k in range(1, 12))
+        hits = np.zeros(n)
+        hits[:: int(SAMPLE_RATE * rng.uniform(0.2, 0.4))] = 1.0
+        drums = np.convolve(hits, rng.standard_normal(3000) * np.exp(-np.arange(3000) / 400.0))[:n]
+        bass = np.sign(np.sin(2 * np.pi * f0 / 4 * t)) * 0.5
+        other = sum(np.sin(2 * np.pi * f0 * r * t) for r in (1.26, 1.5, 2.0))
+        folder = root / "test" / f"synthetic-{index}"
+        folder.mkdir(parents=True, exist_ok=True)
+        mixture = np.zeros((2, n), dtype=np.float32)
+        for name, mono, pan in (("vocals", vocals, 0.5), ("drums", drums, 0.4), ("bass", bass, 0.5),
+                                ("other", other, 0.7)):
+            stem = (0.05 * np.stack([mono * (1 - pan), mono * pan])).astype(np.float32)
+            mixture += stem
+            sf.write(folder / f"{name}.wav", stem.T, SAMPLE_RATE, subtype="FLOAT")
+        sf.write(folder / "mixture.wav", mixture.T, SAMPLE_RATE, subtype="FLOAT")
+        entries.append({"id": folder.name, "split": "test", "duration_s": seconds, "source": "synthetic"})
+    (root / "manifest.json").write_text(json.dumps({"songs": entries}))
+    return root
+
+
+def main(
+    corpus: Path = typer.Option(Path("data/corpus"), help="Rendered corpus (manifest.json + split folders)."),
+    spleeter: Path = typer.Option(Path("data/spleeter"), help="Spleeter outputs, <split>/<song>/{vocals,accompaniment}.wav."),
+    split: str = typer.Option("test", help="Which split to score; only test is reported."),
+    seconds: float = typer.Option(20.0, help="Excerpt length per song."),
+    levels: str = typer.Option(",".join(f"{t:g}" for t in LEVELS), help="Ladder levels, comma-separated."),
+    seed: int = typer.Option(0, help="Seed of the ladder cases."),
+    max_songs: int = typer.Option(None, help="Score only the first N songs."),
+    model: Path = typer.Option(None, help="A stemclean .onnx model to score beside the baselines."),
+    steps: str = typer.Option("1,2,4,auto", help="Sampler step counts for --model, comma-separated."),
+    out: Path = typer.Option(None, help="Results folder (default benchmarks/results; docs/img for plots)."),
+    smoke: bool = typer.Option(False, help="Run on a tiny synthetic corpus in a temporary folder (seconds)."),
+) -> None:
+    """Score identity, norbert softmask/Wiener, the oracle IRM and optionally stemclean on the test split."""
+    import torch
+
+    torch.set_num_threads(1)  # BSS Eval runs on torch; one thread leaves the other core to training
+    level_values = tuple(float(v) for v in levels.split(","))
+    step_values = [s.strip() for s in steps.split(",")]
+    if smoke:
+        scratch = Path(tempfile.mkdtemp(prefix="stemclean-smoke-"))
+        corpus, out = synthetic_corpus(scratch / "corpus", songs=1, seconds=2.5), out or scratch / "results"
+        seconds, level_values = 2.0, (0.5,)
+    results_dir, images = (out, out / "img") if out else (report.RESULTS, report.IMAGES)
+    try:
+        results = run(corpus, spleeter, split, seconds, level_values, seed, max_songs, model, step_values, images)
+    except (FileNotFoundError, ValueError) as error:
+        typer.secho(f"error: {error}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    path = report.save_results("quality.json", results, results_dir)
+    typer.echo(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,78 @@
+"""The quality benchmark end to end on a tiny synthetic corpus: cases, methods, metrics, plots and the page section."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from benchmarks import quality, report
+from stemclean.eval import metrics
+from stemclean.spectral import SAMPLE_RATE
+
+
+def _fake_spleeter(corpus, root):
+    """Spleeter-like outputs: each target with a third of the rest bleeding in, and nothing above 11 kHz."""
+    song = corpus / "test" / "synthetic-0"
+    stems = {n: sf.read(song / f"{n}.wav", dtype="float32")[0] for n in quality.CORPUS_STEMS}
+    accompaniment = stems["drums"] + stems["bass"] + stems["other"]
+    folder = root / "test" / "synthetic-0"
+    folder.mkdir(parents=True)
+    for name, target, rest in (("vocals", stems["vocals"], accompaniment), ("accompaniment", accompaniment,
+                                                                            stems["vocals"])):
+        spectrum = np.fft.rfft(target + rest / 3, axis=0)
+        spectrum[int(11000 * len(target) / SAMPLE_RATE):] = 0.0
+        sf.write(folder / f"{name}.wav", np.fft.irfft(spectrum, n=len(target), axis=0), SAMPLE_RATE, subtype="FLOAT")
+    return root
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("quality")
+    corpus = quality.synthetic_corpus(tmp / "corpus", songs=1, seconds=2.5)
+    spleeter = _fake_spleeter(corpus, tmp / "spleeter")
+    results = quality.run(corpus, spleeter, "test", 2.0, (0.5,), 0, None, None, [], tmp / "img")
+    return results, tmp
+
+
+def _summary(results, source, method, stem="all"):
+    return next(s for s in results["summary"] if (s["source"], s["stem"], s["method"]) == (source, stem, method))
+
+
+def test_every_source_and_method_is_scored(smoke):
+    results, _ = smoke
+    assert {s["source"] for s in results["summary"]} == {"spleeter", "ladder t=0.5", "clean"}
+    assert {r["method"] for r in results["rows"]} == set(quality.BASELINE_NAMES)
+    assert len(results["rows"]) == (2 + 4 + 4) * len(quality.BASELINE_NAMES)
+
+
+def test_inputs_score_what_they_were_made_to(smoke):
+    results, _ = smoke
+    # the ladder is calibrated on the excerpt it degrades, and a clean stem is a perfect copy
+    assert _summary(results, "ladder t=0.5", "identity")["si_sdr"] == pytest.approx(20.0, abs=0.1)
+    assert _summary(results, "clean", "identity")["si_sdr"] == pytest.approx(metrics.CLAMP_DB)
+    spleeter = _summary(results, "spleeter", "identity", "vocals")
+    assert 0.0 < spleeter["si_sdr"] < 20.0
+    # gap closed is the oracle's share: 1 for the oracle itself, 0 for identity
+    assert _summary(results, "spleeter", "oracle", "vocals")["gap_closed"] == pytest.approx(1.0)
+    assert _summary(results, "spleeter", "identity", "vocals")["gap_closed"] == pytest.approx(0.0)
+
+
+def test_plots_and_page_section_are_written(smoke, tmp_path):
+    results, tmp = smoke
+    for name in ("methods", "spectrogram"):
+        assert (report.ROOT / results["plots"][name]).stat().st_size > 10_000
+    section = quality.markdown(results)
+    assert section.startswith("## Quality") and "### Real Spleeter 2stems outputs" in section
+    assert "| vocals | oracle | 1 |" in section
+    saved = report.save_results("quality.json", results, tmp_path)
+    assert saved.exists() and quality.markdown(json.loads(saved.read_text())) == section
+
+
+def test_missing_corpus_is_one_clear_error(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "benchmarks.quality", "--corpus", str(tmp_path / "none")],
+                         capture_output=True, text=True, cwd=report.ROOT)
+    assert run.returncode == 2
+    assert run.stderr.strip().startswith("error: no corpus manifest") and len(run.stderr.strip().splitlines()) == 1
