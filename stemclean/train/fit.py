@@ -25,6 +25,7 @@ import typer
 
 from stemclean import schedule, spectral
 from stemclean.stems import STEM_TYPES, stem_index
+from stemclean.train.corpus import load_manifest
 from stemclean.train.degrade import degrade_spec
 from stemclean.train.export import git_commit
 from stemclean.train.network import Denoiser
@@ -51,16 +52,22 @@ class CorpusSampler:
 
     def __init__(self, corpus: Path, spleeter: Path | None, split: str, seed: int, real_fraction: float = 0.3,
                  clean_fraction: float = 0.05):
-        manifest = json.loads((corpus / "manifest.json").read_text())
-        songs = manifest["songs"] if isinstance(manifest, dict) else manifest
-        self.songs = [corpus / split / s["id"] for s in songs if s["split"] == split and (corpus / split / s["id"] / "mixture.wav").exists()]
-        if not self.songs:
-            raise FileNotFoundError(f"no rendered {split} songs under {corpus}")
-        self.spleeter = {song.name: spleeter / split / song.name for song in self.songs
-                         if spleeter and (spleeter / split / song.name / "accompaniment.wav").exists()}
+        self.corpus, self.spleeter_root, self.split = corpus, spleeter, split
         self.rng = np.random.default_rng(seed)
         self.real_fraction, self.clean_fraction = real_fraction, clean_fraction
         self.segment = int(SEGMENT_SECONDS * spectral.SAMPLE_RATE)
+        self.refresh()
+        if not self.songs:
+            raise FileNotFoundError(f"no rendered {split} songs under {corpus}")
+
+    def refresh(self) -> None:
+        """Re-read the manifest, so a run started on a partly rendered corpus picks up songs as they land."""
+        entries = load_manifest(self.corpus).values()
+        self.songs = [self.corpus / self.split / e["id"] for e in entries
+                      if e["split"] == self.split and (self.corpus / self.split / e["id"] / "mixture.wav").exists()]
+        root = self.spleeter_root
+        self.spleeter = {song.name: root / self.split / song.name for song in self.songs
+                         if root and (root / self.split / song.name / "accompaniment.wav").exists()}
 
     def _read(self, path: Path, start: int, channel: int) -> np.ndarray:
         audio, _ = sf.read(str(path), start=start, stop=start + self.segment, dtype="float32", always_2d=True)
@@ -265,6 +272,7 @@ def main(
                               "model_config": {"width": width}, "use_control": model.use_control, "plan": plan,
                               "commit": git_commit(), **state}
                 save(last, checkpoint)
+                sampler.refresh()
                 if step + 1 == n_steps:
                     save(run / f"{phase_index}-{phase}.pt", checkpoint)
         state["phase_step"] = 0

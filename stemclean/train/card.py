@@ -1,0 +1,69 @@
+"""Write the model card that ships beside an exported model: data, training steps, wall time, commit and metrics.
+
+Every number on the card is read from the checkpoint, the corpus manifest or a benchmark's JSON, never typed.
+
+    python -m stemclean.train.card runs/main/last.pt models/stemclean-v1.onnx
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+
+import typer
+
+from stemclean.train.corpus import load_manifest
+from stemclean.train.export import load_checkpoint
+
+
+def corpus_summary(corpus: Path, spleeter: Path) -> dict:
+    """Songs and minutes per split, and how many songs have real Spleeter pairs."""
+    songs = list(load_manifest(corpus).values())
+    splits: dict[str, dict] = {}
+    for song in songs:
+        entry = splits.setdefault(song["split"], {"songs": 0, "minutes": 0.0, "spleeter_pairs": 0})
+        entry["songs"] += 1
+        entry["minutes"] += float(song["duration_s"]) / 60
+        entry["spleeter_pairs"] += (spleeter / song["split"] / song["id"] / "vocals.wav").exists()
+    for entry in splits.values():
+        entry["minutes"] = round(entry["minutes"], 1)
+    return {"corpus": str(corpus), "spleeter": str(spleeter), "splits": splits,
+            "sources": sorted({song.get("source", "unknown") for song in songs})}
+
+
+def main(
+    checkpoint: Path,
+    model: Path,
+    corpus: Path = typer.Option(Path("data/corpus")),
+    spleeter: Path = typer.Option(Path("data/spleeter")),
+    quality: Path = typer.Option(Path("benchmarks/results/quality.json"), help="Benchmark results to quote, if present."),
+) -> None:
+    """Write MODEL's card as MODEL with a .json suffix."""
+    net, state = load_checkpoint(checkpoint)
+    card = {
+        "name": model.stem,
+        "file": model.name,
+        "sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+        "size_mb": round(model.stat().st_size / 1e6, 2),
+        "architecture": {"width": net.width, "dilations": list(net.dilations), "control_branch": net.use_control,
+                         "parameters": sum(p.numel() for p in net.parameters())},
+        "training": {"plan": state["plan"], "examples": state["examples"],
+                     "optimizer_steps": sum(int(item.split(":")[1]) for item in state["plan"].split(",")),
+                     "wall_time_hours": round(state["wall_time"] / 3600, 2), "commit": state["commit"],
+                     "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch CPU"},
+        "data": corpus_summary(corpus, spleeter),
+        "metrics": json.loads(quality.read_text()).get("summary", {}) if quality.exists() else {},
+        "metrics_source": str(quality) if quality.exists() else None,
+    }
+    path = model.with_suffix(".json")
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    os.replace(tmp, path)
+    typer.echo(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
