@@ -51,7 +51,10 @@ def render_midi(midi_file: mido.MidiFile, soundfont: Path, length: int, workdir:
     midi_file.save(mid_path)
     cmd = ["fluidsynth", "-ni", "-q", "-g", "0.5", "-r", str(SAMPLE_RATE), "-T", "wav", "-O", "float",
            "-F", str(wav_path), str(soundfont), str(mid_path)]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    try:  # the timeout guards against fluidsynth never finishing a file (it then writes an endless WAV)
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60 + 2 * length / SAMPLE_RATE)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"fluidsynth did not finish rendering {name}") from None
     if result.returncode != 0 or not wav_path.exists():
         raise RuntimeError(f"fluidsynth failed on {name}: {result.stderr.strip()[-300:]}")
     audio, _ = sf.read(wav_path, dtype="float32", always_2d=True)
@@ -66,8 +69,8 @@ def render_song(song: songs.Song, seed: int, seconds: float | None) -> tuple[dic
     rng = np.random.default_rng(songs.song_seed(seed, song.id))
     mid = songs.load_midi(song, rng)
     notes = midi.read_notes(mid)
-    if seconds is not None:
-        notes = [n for n in notes if n.start < seconds]
+    late = [n for n in notes if seconds is not None and n.start >= seconds]  # silenced in every stem
+    notes = [n for n in notes if seconds is None or n.start < seconds]
     plan = midi.plan_stems(mid, notes)
     end = max(n.end for n in notes) if seconds is None else seconds
     length = int(np.ceil((end + _TAIL_SECONDS) * SAMPLE_RATE))
@@ -83,7 +86,7 @@ def render_song(song: songs.Song, seed: int, seconds: float | None) -> tuple[dic
                 return mine and not (kit is not None and stem == "drums" and kit.kind_for(n.pitch))
 
             if any(keep(n) for n in notes):
-                stem_midi = midi.without_messages(mid, midi.note_positions([n for n in notes if not keep(n)]))
+                stem_midi = midi.silence_notes(mid, [n for n in notes if not keep(n)] + late)
                 stems[stem] = render_midi(stem_midi, SOUNDFONTS[soundfont], length, Path(tmp), stem)
             else:
                 stems[stem] = np.zeros((2, length), dtype=np.float32)
@@ -108,13 +111,14 @@ def mixture_of(stems: dict[str, np.ndarray]) -> np.ndarray:
     return total
 
 
-def write_song(folder: Path, stems: dict[str, np.ndarray]) -> None:
-    """Write the stems and mixture into ``folder`` atomically: a hidden sibling folder is renamed into place."""
+def write_folder(folder: Path, tracks: dict[str, np.ndarray]) -> None:
+    """Write float32 (2, samples) tracks as ``folder/<name>.wav`` atomically: a hidden sibling folder is filled, then
+    renamed into place, so an interrupted run never leaves a half-written song that looks finished."""
     partial = folder.parent / f".{folder.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    for stem, audio in [*stems.items(), ("mixture", mixture_of(stems))]:
-        sf.write(partial / f"{stem}.wav", audio.T, SAMPLE_RATE, subtype="FLOAT")
+    for name, audio in tracks.items():
+        sf.write(partial / f"{name}.wav", audio.T, SAMPLE_RATE, subtype="FLOAT")
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(partial, folder)
 
@@ -151,6 +155,12 @@ def catalog(chorales: int) -> list[songs.Song]:
     return songs.openmsx_songs() + songs.chorale_songs(chorales)
 
 
+def progress_bar() -> Progress:
+    """The rich progress bar (on stderr) used for per-song loops."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console)
+
+
 def build(out: Path, seed: int = 0, chorales: int = DEFAULT_CHORALES, limit: int | None = None,
           seconds: float | None = None, only: list[str] | None = None) -> dict[str, dict]:
     """Render every song not yet rendered under ``out``; returns the manifest entries."""
@@ -158,10 +168,9 @@ def build(out: Path, seed: int = 0, chorales: int = DEFAULT_CHORALES, limit: int
     split_of = songs.assign_splits(everything, seed)
     todo = [s for s in everything if not only or s.id in only][:limit]
     entries = load_manifest(out)
+    failed: list[str] = []
     out.mkdir(parents=True, exist_ok=True)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("rendering", total=len(todo))
         for song in todo:
             split = split_of[song.id]
@@ -171,14 +180,22 @@ def build(out: Path, seed: int = 0, chorales: int = DEFAULT_CHORALES, limit: int
                 continue
             progress.update(task, description=f"{song.id:<34}")
             began = time.perf_counter()
-            stems, info = render_song(song, seed, seconds)
-            write_song(out / split / song.id, stems)
+            try:
+                stems, info = render_song(song, seed, seconds)
+            except RuntimeError as error:  # one broken song must not stop a long render
+                failed.append(song.id)
+                progress.console.log(f"[red]{song.id} failed:[/red] {error}")
+                progress.advance(task)
+                continue
+            write_folder(out / split / song.id, {**stems, "mixture": mixture_of(stems)})
             info.update(split=split, render_s=round(time.perf_counter() - began, 2))
             entries[song.id] = info
             _write_manifest(out, entries, seed)
             progress.console.log(f"{song.id} [{split}] {info['duration_s']:.0f} s audio in {info['render_s']:.1f} s")
             progress.advance(task)
     _write_manifest(out, entries, seed)
+    if failed:
+        raise RuntimeError(f"{len(failed)} song(s) failed: {', '.join(failed)} (the others are rendered)")
     return entries
 
 
@@ -191,7 +208,11 @@ def main(
     song: list[str] = typer.Option(None, "--song", help="Render only this song id (repeatable)."),
 ) -> None:
     """Render the multitrack corpus (skips songs already rendered with the same settings)."""
-    entries = build(out, seed=seed, chorales=chorales, limit=limit, seconds=seconds, only=song)
+    try:
+        entries = build(out, seed=seed, chorales=chorales, limit=limit, seconds=seconds, only=song)
+    except (FileNotFoundError, RuntimeError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
     console.print(f"corpus at {out}: {len(entries)} songs, minutes per split {minutes_per_split(entries)}")
 
 

@@ -152,21 +152,16 @@ def plan_stems(mid: mido.MidiFile, notes: list[Note]) -> StemPlan:
     return StemPlan(stem_of, sung, melody, bass)
 
 
-def without_messages(mid: mido.MidiFile, drop: set[tuple[int, int]]) -> mido.MidiFile:
-    """A copy of ``mid`` without the messages at positions ``drop``, keeping every other event's timing."""
+def silence_notes(mid: mido.MidiFile, notes: list[Note]) -> mido.MidiFile:
+    """A copy of ``mid`` in which ``notes`` do not sound: their note-ons get velocity 0 (a note-off in MIDI).
+
+    Every message and delta time stays in place. Deleting the messages instead made fluidsynth 2.3.1's file renderer
+    run forever on some songs (openmsx chuggachugga), writing an ever-growing WAV.
+    """
+    mute = {n.on for n in notes}
     out = mido.MidiFile(type=mid.type, ticks_per_beat=mid.ticks_per_beat)
     for t_index, track in enumerate(mid.tracks):
-        new_track, carried = mido.MidiTrack(), 0
-        for m_index, msg in enumerate(track):
-            if (t_index, m_index) in drop:
-                carried += msg.time
-                continue
-            new_track.append(msg.copy(time=msg.time + carried))
-            carried = 0
-        out.tracks.append(new_track)
+        out.tracks.append(mido.MidiTrack(
+            msg.copy(velocity=0) if (t_index, m_index) in mute else msg for m_index, msg in enumerate(track)
+        ))
     return out
-
-
-def note_positions(notes: list[Note]) -> set[tuple[int, int]]:
-    """The on and off message positions of ``notes``."""
-    return {pos for n in notes for pos in (n.on, n.off)}
