@@ -95,10 +95,11 @@ def _progress(quiet: bool) -> Progress:
 
 
 def _summary_line(summary: dict) -> str:
+    where = "stdout" if summary["output"] == "-" else summary["output"]
     if not summary["levels"]:
-        return f"{summary['output']}: input looks clean (level {summary['start_level']:.2f}); copied unchanged"
+        return f"{where}: input looks clean (level {summary['start_level']:.2f}); copied unchanged"
     return (
-        f"{summary['output']}: {summary['steps']} step(s) from level {summary['start_level']:.2f}, "
+        f"{where}: {summary['steps']} step(s) from level {summary['start_level']:.2f}, "
         f"{summary['realtime_factor']:.1f}x real time"
     )
 

@@ -217,6 +217,10 @@ def stream(
 
     The plan (start level, levels) is known before any output is produced. The stream has the stem's channels and
     exactly its length. ``strength`` blends the result with the input: ``stem + strength * (cleaned - stem)``.
+
+    The model works at 44.1 kHz, so what it returns is taken as a *correction* (cleaned - stem), resampled to the
+    stem's rate and added to the untouched original: a 96 kHz stem keeps everything above 22 kHz, and a 44.1 kHz one
+    never goes through a resampler at all.
     """
     if not np.isfinite(strength) or strength < 0:
         raise ValueError(f"strength must be a number >= 0, got {strength}")
@@ -231,19 +235,19 @@ def stream(
     stem_blocks, mix_blocks = _model_rate_streams(stem, mix)
     total = audio.resampled_length(stem.frames, stem.rate, spectral.SAMPLE_RATE)
 
-    def cleaned_chunks() -> Blocks:
+    def corrections() -> Blocks:
         done = 0
         for s, m in _windows(stem_blocks, mix_blocks):
             spec = sample(model, spectral.stft(s), spectral.stft(m), levels, type_index)
-            out = spectral.istft(spec, s.shape[1])
-            yield s + np.float32(strength) * (out - s)
+            yield np.float32(strength) * (spectral.istft(spec, s.shape[1]) - s)
             done = min(total, done + s.shape[1] - (OVERLAP if done else 0))
             if on_progress:
                 on_progress(done, total)
 
-    model_rate_out = _crossfaded(cleaned_chunks())
-    out = audio.resampled(model_rate_out, spectral.SAMPLE_RATE, stem.rate, stem.channels)
-    return plan, audio.fixed_length(out, stem.frames)
+    at_stem_rate = audio.resampled(_crossfaded(corrections()), spectral.SAMPLE_RATE, stem.rate, stem.channels)
+    correction = audio.rebuffer(audio.fixed_length(at_stem_rate, stem.frames), audio.BLOCK_FRAMES)
+    original = audio.rebuffer(stem.read(), audio.BLOCK_FRAMES)
+    return plan, (s + c for s, c in zip(original, correction))
 
 
 def load_model(model: Model | str | Path | None, device: str = "auto", threads: int = DEFAULT_THREADS) -> Model:

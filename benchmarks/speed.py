@@ -1,0 +1,243 @@
+"""Speed benchmark: the whole ``stemclean run`` process on a 3-minute stereo 44.1 kHz stem, beside two baselines.
+
+Measured, each in its own process so peak RSS belongs to one job:
+
+- ``stemclean run`` at steps 1, 2, 4 and auto (the default): real-time factor with the process's whole wall time
+  (Python start, imports and model load included) and with the engine's own time (load excluded), and peak RSS;
+- the 20-minute memory check: the same default run on a 20-minute file must peak within 1.3x the 3-minute one;
+- norbert's Wiener filter (2 sources, 1 iteration, ``stemclean.eval.baselines.wiener``) and a bare STFT -> iSTFT of
+  stem and mix (``stemclean.spectral``, the floor any STFT-domain cleaner pays), on the same audio in the same run;
+- ``stemclean batch`` on two 1-minute stems, ``-j 1`` (one process, 2 onnxruntime threads) against ``-j 2``
+  (two processes, 1 thread each).
+
+Absolute times drift on a shared 2-core machine, so the page reports ratios to the baselines measured in the same run.
+
+Run: ``python -m benchmarks.speed [--model PATH]`` (default: the shipped model). Results go to
+``benchmarks/results/speed.json``; ``python -m benchmarks.report`` puts :func:`markdown` of them in docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import soundfile as sf
+import typer
+
+from benchmarks import report
+from stemclean import spectral
+from stemclean.engine import Model, ModelError, default_model_path
+
+RESULTS_NAME = "speed.json"
+STEPS = ("1", "2", "4", "auto")
+RATE = spectral.SAMPLE_RATE
+GOALS = {"realtime_now": 20.0, "realtime_target": 100.0, "peak_rss_mb": 1024.0, "long_over_short_rss": 1.3}
+_SYNTH_BLOCK_S = 10
+
+
+def write_song(folder: Path, seconds: int, name: str) -> tuple[Path, Path]:
+    """Write a synthetic (stem, mix) pair, float32 stereo, block by block so a 20-minute file costs no memory.
+
+    The true stem is a harmonic melody; the rest of the mix is noise bursts and a bass line; the "separated" stem is the
+    true stem plus 30 % of the rest, so ``--steps auto`` sees bleed and runs the sampler.
+    """
+    stem_path, mix_path = folder / f"{name}_vocals.wav", folder / f"{name}_mix.wav"
+    with sf.SoundFile(stem_path, "w", RATE, 2, subtype="FLOAT") as stem_f, sf.SoundFile(
+        mix_path, "w", RATE, 2, subtype="FLOAT"
+    ) as mix_f:
+        for start in range(0, seconds, _SYNTH_BLOCK_S):
+            rng = np.random.default_rng(start)
+            t = start + np.arange(min(_SYNTH_BLOCK_S, seconds - start) * RATE) / RATE
+            note = 220.0 * 2 ** (np.floor(t * 2) % 12 / 12)
+            melody = sum(0.2 / k * np.sin(2 * np.pi * k * note * t) for k in range(1, 6))
+            bursts = rng.standard_normal(len(t)) * (np.sin(2 * np.pi * 2 * t) > 0.6) * 0.1
+            bass = 0.2 * np.sin(2 * np.pi * 55 * 2 ** (np.floor(t / 2) % 5 / 12) * t)
+            true_stem = np.stack([melody, 0.8 * melody], axis=1)
+            rest = np.stack([bursts + bass, 0.9 * bursts + bass], axis=1)
+            stem_f.write((true_stem + 0.3 * rest).astype(np.float32))
+            mix_f.write((true_stem + rest).astype(np.float32))
+    return stem_path, mix_path
+
+
+def _timed(command: list[str]) -> tuple[dict, str]:
+    """Run ``command`` under GNU time: its wall time, peak RSS and stdout."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as timing:
+        done = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", timing.name, *command], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}")
+        wall, rss_kb = timing.read().split()[-2:]
+    return {"wall_s": float(wall), "peak_rss_mb": int(rss_kb) / 1024}, done.stdout
+
+
+def measure_run(stem: Path, mix: Path, model: Path, steps: str, seconds: float, out: Path) -> dict:
+    """One whole ``stemclean run`` process at default settings except ``--steps``."""
+    command = [sys.executable, "-m", "stemclean", "run", str(stem), "-m", str(mix), "-o", str(out), "--overwrite"]
+    measured, stdout = _timed([*command, "--model", str(model), "--steps", steps, "--json", "--quiet"])
+    summary = json.loads(stdout)
+    return {
+        **measured,
+        "steps_requested": steps,
+        "steps_run": summary["steps"],
+        "start_level": summary["start_level"],
+        "engine_s": summary["processing_s"],
+        "rtf_with_load": seconds / measured["wall_s"],
+        "rtf_without_load": seconds / summary["processing_s"],
+    }
+
+
+def measure_baseline(name: str, stem: Path, mix: Path, seconds: float) -> dict:
+    """A baseline in its own process (this module's hidden ``--baseline`` mode), whole file in memory."""
+    measured, stdout = _timed([sys.executable, "-m", "benchmarks.speed", "--baseline", name, str(stem), str(mix)])
+    compute = json.loads(stdout)["compute_s"]
+    return {**measured, "compute_s": compute, "rtf_with_load": seconds / measured["wall_s"], "rtf_without_load": seconds / compute}
+
+
+def _run_baseline(name: str, stem_path: Path, mix_path: Path) -> None:
+    stem, mix = (sf.read(p, dtype="float32")[0].T for p in (stem_path, mix_path))
+    started = time.perf_counter()
+    if name == "wiener":
+        from stemclean.eval import baselines  # norbert lives in the [train] extra
+
+        baselines.wiener(stem, mix, RATE)
+    else:
+        for audio in (stem, mix):
+            spectral.istft(spectral.stft(audio), audio.shape[-1])
+    print(json.dumps({"compute_s": time.perf_counter() - started}))
+
+
+def measure_batch(separated: Path, mixes: Path, model: Path, jobs: int) -> dict:
+    """Wall time of ``stemclean batch -j jobs`` (outputs in a fresh folder, so none is skipped)."""
+    out = Path(tempfile.mkdtemp(dir=separated.parent))
+    command = [sys.executable, "-m", "stemclean", "batch", str(separated), "--mix-dir", str(mixes), "-o", str(out)]
+    measured, _ = _timed([*command, "--model", str(model), "-j", str(jobs), "--quiet"])
+    return measured
+
+
+def _batch_tracks(folder: Path, seconds: int) -> tuple[Path, Path]:
+    """Two tracks in demucs' layout, ``separated/bench/<track>/vocals.wav``, with their mixes in ``mixes/``."""
+    separated, mixes = folder / "separated", folder / "mixes"
+    mixes.mkdir(parents=True)
+    for track in ("a", "b"):
+        (separated / "bench" / track).mkdir(parents=True)
+        stem, mix = write_song(mixes, seconds, track)
+        stem.rename(separated / "bench" / track / "vocals.wav")
+        mix.rename(mixes / f"{track}.wav")
+    return separated, mixes
+
+
+def run_benchmark(model: Path, seconds: int, long_seconds: int, batch_seconds: int) -> dict:
+    """Every measurement of the module docstring, in one temporary folder."""
+    card = Model(model, device="cpu").metadata
+    results: dict = {"meta": report.provenance(), "model": str(model), "model_version": card.get("version", "?")}
+    results.update(seconds=seconds, long_seconds=long_seconds, batch_seconds=batch_seconds, goals=GOALS)
+    with tempfile.TemporaryDirectory(prefix="stemclean-speed-") as tmp:
+        folder = Path(tmp)
+        stem, mix = write_song(folder, seconds, "short")
+        out = folder / "out.wav"
+        results["runs"] = {steps: measure_run(stem, mix, model, steps, seconds, out) for steps in STEPS}
+        results["baselines"] = {name: measure_baseline(name, stem, mix, seconds) for name in ("stft_istft", "wiener")}
+        separated, mixes = _batch_tracks(folder / "batch", batch_seconds)
+        results["batch"] = {f"j{jobs}": measure_batch(separated, mixes, model, jobs) for jobs in (1, 2)}
+        for path in (stem, mix, out):
+            path.unlink()
+        if long_seconds:
+            long_stem, long_mix = write_song(folder, long_seconds, "long")
+            results["long_run"] = measure_run(long_stem, long_mix, model, "auto", long_seconds, out)
+    return results
+
+
+def main(
+    model: Optional[Path] = typer.Option(None, help="ONNX model (default: $STEMCLEAN_MODEL or models/stemclean-v1.onnx)."),
+    seconds: int = typer.Option(180, help="Length of the stem for the speed runs."),
+    long_seconds: int = typer.Option(1200, help="Length for the memory check (0 skips it)."),
+    batch_seconds: int = typer.Option(60, help="Length of each of the two batch stems."),
+    baseline: Optional[str] = typer.Option(None, hidden=True),
+    files: Optional[list[Path]] = typer.Argument(None, hidden=True),
+) -> None:
+    """Measure stemclean's speed and memory against norbert's Wiener filter and the bare STFT floor."""
+    if baseline:
+        _run_baseline(baseline, *files)
+        return
+    model = model or default_model_path()
+    try:
+        Model(model, device="cpu")
+    except ModelError as err:
+        typer.echo(f"speed benchmark skipped: {err}", err=True)
+        return
+    results = run_benchmark(model, seconds, long_seconds, batch_seconds)
+    typer.echo(f"wrote {report.save_results(RESULTS_NAME, results)}", err=True)
+
+
+def _length(seconds: float) -> str:
+    return f"{seconds / 60:g}-minute" if seconds >= 60 else f"{seconds:g}-second"
+
+
+def markdown(results: dict) -> str:
+    """The speed section of docs/BENCHMARKS.md."""
+    runs, base, goals = results["runs"], results["baselines"], results["goals"]
+    wiener_s, floor_s = base["wiener"]["compute_s"], base["stft_istft"]["compute_s"]
+    rows = [
+        [
+            f"stemclean --steps {steps}",
+            str(r["steps_run"]),
+            f"{r['rtf_with_load']:.1f}x",
+            f"{r['rtf_without_load']:.1f}x",
+            f"{r['peak_rss_mb']:.0f} MB",
+            f"{r['engine_s'] / wiener_s:.2f}",
+            f"{r['engine_s'] / floor_s:.1f}",
+        ]
+        for steps, r in runs.items()
+    ]
+    for name, label in (("wiener", "norbert Wiener, 2 sources, 1 iteration"), ("stft_istft", "bare STFT -> iSTFT, stem + mix")):
+        b = base[name]
+        rows.append(
+            [label, "–", f"{b['rtf_with_load']:.1f}x", f"{b['rtf_without_load']:.1f}x", f"{b['peak_rss_mb']:.0f} MB",
+             f"{b['compute_s'] / wiener_s:.2f}", f"{b['compute_s'] / floor_s:.1f}"]
+        )
+    headers = ["what", "steps run", "real time (whole process)", "real time (model loaded)", "peak RSS",
+               "time / Wiener", "time / STFT floor"]
+    auto = runs["auto"]
+    lines = [
+        "## Speed",
+        "",
+        report.how_measured(results["meta"]),
+        f"Model: `{results['model']}` (version `{results['model_version']}`). Input: a {_length(results['seconds'])} "
+        "synthetic stereo 44.1 kHz stem with bleed, and its mix. Each row is one process; \"whole process\" counts Python "
+        "start-up, imports and model loading, \"model loaded\" only the engine's work (reading, level estimate, sampler, "
+        "writing). The ratio columns divide the engine's time by the baseline's compute time in the same run (below 1: "
+        "faster than the Wiener filter).",
+        "",
+        report.table(headers, rows),
+        "",
+        f"Goals: at least {goals['realtime_now']:.0f}x real time now, {goals['realtime_target']:.0f}x as the target, and "
+        f"at most {goals['peak_rss_mb']:.0f} MB peak. Default settings (`--steps auto`): "
+        f"{auto['rtf_with_load']:.1f}x real time with model load, {auto['peak_rss_mb']:.0f} MB peak.",
+    ]
+    if "long_run" in results:
+        long = results["long_run"]
+        ratio = long["peak_rss_mb"] / auto["peak_rss_mb"]
+        verdict = "within" if ratio <= goals["long_over_short_rss"] else "over"
+        lines += [
+            "",
+            f"Memory check: a {_length(results['long_seconds'])} file at default settings peaked at "
+            f"{long['peak_rss_mb']:.0f} MB, {ratio:.2f}x the {_length(results['seconds'])} run ({verdict} the "
+            f"{goals['long_over_short_rss']}x limit), at {long['rtf_with_load']:.1f}x real time.",
+        ]
+    j1, j2 = results["batch"]["j1"], results["batch"]["j2"]
+    lines += [
+        "",
+        f"Batch of two {_length(results['batch_seconds'])} stems: `-j 1` (2 onnxruntime threads) took {j1['wall_s']:.1f} s, "
+        f"`-j 2` (two processes, 1 thread each) {j2['wall_s']:.1f} s ({j1['wall_s'] / j2['wall_s']:.2f}x), "
+        f"peaking at {j1['peak_rss_mb']:.0f} MB and {j2['peak_rss_mb']:.0f} MB (largest single process).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    typer.run(main)
