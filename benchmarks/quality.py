@@ -71,7 +71,7 @@ def excerpt_window(stems: dict[str, np.ndarray], seconds: float) -> slice:
     return slice(start, start + width)
 
 
-def _read(path: Path, window: slice | None = None) -> np.ndarray:
+def read_audio(path: Path, window: slice | None = None) -> np.ndarray:
     """A float32 (channels, samples) read of ``path``, optionally only ``window``."""
     start, stop = (window.start, window.stop) if window else (0, None)
     audio, rate = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
@@ -80,12 +80,19 @@ def _read(path: Path, window: slice | None = None) -> np.ndarray:
     return audio.T
 
 
-def _fit(audio: np.ndarray, length: int) -> np.ndarray:
+def fit_length(audio: np.ndarray, length: int) -> np.ndarray:
     """``audio`` cut or zero-padded to ``length`` samples (separator outputs may differ by a few samples)."""
     return np.pad(audio[:, :length], ((0, 0), (0, max(0, length - audio.shape[1]))))
 
 
-def test_songs(corpus: Path, split: str) -> list[str]:
+def load_excerpt(folder: Path, seconds: float) -> tuple[slice, dict[str, np.ndarray], np.ndarray]:
+    """The excerpt window of a corpus song, its four stems and its mixture over that window."""
+    window = excerpt_window({name: read_audio(folder / f"{name}.wav") for name in CORPUS_STEMS}, seconds)
+    stems = {name: read_audio(folder / f"{name}.wav", window) for name in CORPUS_STEMS}
+    return window, stems, read_audio(folder / "mixture.wav", window)
+
+
+def split_songs(corpus: Path, split: str) -> list[str]:
     """Song ids of ``split`` in the corpus manifest, in a fixed order."""
     manifest = corpus / "manifest.json"
     if not manifest.exists():
@@ -97,15 +104,12 @@ def cases(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tupl
           songs: list[str]) -> Iterator[Case]:
     """Every case of every song in ``songs``: Spleeter pairs where they exist, ladder levels, and clean stems."""
     for song_index, song in enumerate(songs):
-        folder = corpus / split / song
-        window = excerpt_window({name: _read(folder / f"{name}.wav") for name in CORPUS_STEMS}, seconds)
-        stems = {name: _read(folder / f"{name}.wav", window) for name in CORPUS_STEMS}
-        mix = _read(folder / "mixture.wav", window)
+        window, stems, mix = load_excerpt(corpus / split / song, seconds)
         truths = {**stems, "accompaniment": stems["drums"] + stems["bass"] + stems["other"]}
         for name in SPLEETER_STEMS:
             path = spleeter / split / song / f"{name}.wav"
             if path.exists():
-                yield Case(song, "spleeter", name, _fit(_read(path, window), mix.shape[1]), truths[name], mix)
+                yield Case(song, "spleeter", name, fit_length(read_audio(path, window), mix.shape[1]), truths[name], mix)
         for level_index, level in enumerate(levels):
             for stem_index, name in enumerate(CORPUS_STEMS):
                 rng = np.random.default_rng([seed, song_index, level_index, stem_index])
@@ -179,7 +183,7 @@ def summarize(rows: list[dict]) -> list[dict]:
 def run(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[float, ...], seed: int,
         max_songs: int | None, model: Path | None, steps: list[str], images: Path) -> dict:
     """Score every method on every case and draw the plots; returns the results to save."""
-    songs = test_songs(corpus, split)[:max_songs]
+    songs = split_songs(corpus, split)[:max_songs]
     if not songs:
         raise ValueError(f"the corpus at {corpus} has no songs in split {split!r}")
     methods = baseline_methods() | (model_methods(model, steps) if model else {})

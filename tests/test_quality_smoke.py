@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmarks import quality, report
+from benchmarks import calibrate, quality, report
 from stemclean.eval import metrics
 from stemclean.spectral import SAMPLE_RATE
 
@@ -76,3 +76,42 @@ def test_missing_corpus_is_one_clear_error(tmp_path):
                          capture_output=True, text=True, cwd=report.ROOT)
     assert run.returncode == 2
     assert run.stderr.strip().startswith("error: no corpus manifest") and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_calibration_runs_end_to_end_and_renders_its_section(smoke):
+    _, tmp = smoke
+    results = calibrate.run(tmp / "corpus", tmp / "spleeter", "test", 2.0, 1.0, 0, None, tmp / "img",
+                            levels=(0.0, 0.5, 1.0), speed_examples=5)
+    assert [r["t"] for r in results["ladder"]] == [0.0, 0.5, 1.0]
+    for row in results["ladder"]:
+        assert row["si_sdr"] == pytest.approx(row["target"], abs=0.1)
+    assert {p["stem"] for p in results["pairs"]} == {"vocals", "accompaniment"}
+    for pair in results["pairs"]:  # the ladder at the fitted level reproduces the Spleeter output's SI-SDR
+        assert pair["ladder"]["si_sdr"] == pytest.approx(pair["spleeter"]["si_sdr"], abs=0.2)
+    assert results["speed"]["degrade_spec_per_s"] > 1.0
+    section = calibrate.markdown(json.loads(json.dumps(results)))
+    assert "### Level t against measured quality" in section and "| 11–14 |" in section
+
+
+def test_error_bands_locate_the_error():
+    rng = np.random.default_rng(0)
+    truth = (0.1 * rng.standard_normal((2, SAMPLE_RATE))).astype(np.float32)
+    spectrum = np.fft.rfft(rng.standard_normal((2, SAMPLE_RATE)), axis=-1)
+    hz = np.fft.rfftfreq(SAMPLE_RATE, 1.0 / SAMPLE_RATE)
+    spectrum[:, (hz < 11500) | (hz > 13500)] = 0.0
+    error = np.fft.irfft(spectrum, n=SAMPLE_RATE, axis=-1)
+    error *= np.sqrt(np.sum(truth**2) / np.sum(error**2) / 100.0)  # 20 dB below the truth
+    bands = calibrate._error_bands((truth + error).astype(np.float32), truth)
+    top = calibrate.BAND_EDGES_HZ.index(11000)
+    assert bands[top] == pytest.approx(-20.0, abs=0.5)
+    assert max(b for i, b in enumerate(bands) if i != top) < -40.0
+
+
+def test_coherence_fit_recovers_a_linear_relation():
+    levels = [{"t": t, "coherence": 0.05 + 0.7 * t} for t in calibrate.LEVELS]
+    clean = [{"coherence": 0.0}, {"coherence": 0.04}]
+    fit = calibrate.propose_coherence(levels, clean, [])
+    assert fit["proposed"]["at_zero"] == pytest.approx(0.05)
+    assert fit["proposed"]["at_one"] == pytest.approx(0.75)
+    assert fit["proposed_errors"]["ladder_mae"] == pytest.approx(0.0, abs=1e-9)
+    assert fit["proposed_errors"]["clean_below_floor"] == 1.0
