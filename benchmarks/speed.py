@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import numpy as np
 import soundfile as sf
@@ -48,9 +48,10 @@ def write_song(folder: Path, seconds: int, name: str) -> tuple[Path, Path]:
     true stem plus 30 % of the rest, so ``--steps auto`` sees bleed and runs the sampler.
     """
     stem_path, mix_path = folder / f"{name}_vocals.wav", folder / f"{name}_mix.wav"
-    with sf.SoundFile(stem_path, "w", RATE, 2, subtype="FLOAT") as stem_f, sf.SoundFile(
-        mix_path, "w", RATE, 2, subtype="FLOAT"
-    ) as mix_f:
+    with (
+        sf.SoundFile(stem_path, "w", RATE, 2, subtype="FLOAT") as stem_f,
+        sf.SoundFile(mix_path, "w", RATE, 2, subtype="FLOAT") as mix_f,
+    ):
         for start in range(0, seconds, _SYNTH_BLOCK_S):
             rng = np.random.default_rng(start)
             t = start + np.arange(min(_SYNTH_BLOCK_S, seconds - start) * RATE) / RATE
@@ -68,7 +69,9 @@ def write_song(folder: Path, seconds: int, name: str) -> tuple[Path, Path]:
 def _timed(command: list[str]) -> tuple[dict, str]:
     """Run ``command`` under GNU time: its wall time, peak RSS and stdout."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as timing:
-        done = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", timing.name, *command], capture_output=True, text=True)
+        done = subprocess.run(
+            ["/usr/bin/time", "-f", "%e %M", "-o", timing.name, *command], capture_output=True, text=True
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}")
         wall, rss_kb = timing.read().split()[-2:]
@@ -95,7 +98,12 @@ def measure_baseline(name: str, stem: Path, mix: Path, seconds: float) -> dict:
     """A baseline in its own process (this module's hidden ``--baseline`` mode), whole file in memory."""
     measured, stdout = _timed([sys.executable, "-m", "benchmarks.speed", "--baseline", name, str(stem), str(mix)])
     compute = json.loads(stdout)["compute_s"]
-    return {**measured, "compute_s": compute, "rtf_with_load": seconds / measured["wall_s"], "rtf_without_load": seconds / compute}
+    return {
+        **measured,
+        "compute_s": compute,
+        "rtf_with_load": seconds / measured["wall_s"],
+        "rtf_without_load": seconds / compute,
+    }
 
 
 def _run_baseline(name: str, stem_path: Path, mix_path: Path) -> None:
@@ -153,12 +161,14 @@ def run_benchmark(model: Path, seconds: int, long_seconds: int, batch_seconds: i
 
 
 def main(
-    model: Optional[Path] = typer.Option(None, help="ONNX model (default: $STEMCLEAN_MODEL or models/stemclean-v1.onnx)."),
-    seconds: int = typer.Option(180, help="Length of the stem for the speed runs."),
-    long_seconds: int = typer.Option(1200, help="Length for the memory check (0 skips it)."),
-    batch_seconds: int = typer.Option(60, help="Length of each of the two batch stems."),
-    baseline: Optional[str] = typer.Option(None, hidden=True),
-    files: Optional[list[Path]] = typer.Argument(None, hidden=True),
+    model: Annotated[
+        Optional[Path], typer.Option(help="ONNX model. Default: $STEMCLEAN_MODEL or the shipped one.")
+    ] = None,
+    seconds: Annotated[int, typer.Option(help="Length of the stem for the speed runs.")] = 180,
+    long_seconds: Annotated[int, typer.Option(help="Length for the memory check (0 skips it).")] = 1200,
+    batch_seconds: Annotated[int, typer.Option(help="Length of each of the two batch stems.")] = 60,
+    baseline: Annotated[Optional[str], typer.Option(hidden=True)] = None,
+    files: Annotated[Optional[list[Path]], typer.Argument(hidden=True)] = None,
 ) -> None:
     """Measure stemclean's speed and memory against norbert's Wiener filter and the bare STFT floor."""
     if baseline:
@@ -194,28 +204,47 @@ def markdown(results: dict) -> str:
         ]
         for steps, r in runs.items()
     ]
-    for name, label in (("wiener", "norbert Wiener, 2 sources, 1 iteration"), ("stft_istft", "bare STFT -> iSTFT, stem + mix")):
+    for name, label in (
+        ("wiener", "norbert Wiener, 2 sources, 1 iteration"),
+        ("stft_istft", "bare STFT -> iSTFT, stem + mix"),
+    ):
         b = base[name]
         rows.append(
-            [label, "–", f"{b['rtf_with_load']:.1f}x", f"{b['rtf_without_load']:.1f}x", f"{b['peak_rss_mb']:.0f} MB",
-             f"{b['compute_s'] / wiener_s:.2f}", f"{b['compute_s'] / floor_s:.1f}"]
+            [
+                label,
+                "–",
+                f"{b['rtf_with_load']:.1f}x",
+                f"{b['rtf_without_load']:.1f}x",
+                f"{b['peak_rss_mb']:.0f} MB",
+                f"{b['compute_s'] / wiener_s:.2f}",
+                f"{b['compute_s'] / floor_s:.1f}",
+            ]
         )
-    headers = ["what", "steps run", "real time (whole process)", "real time (model loaded)", "peak RSS",
-               "time / Wiener", "time / STFT floor"]
+    headers = [
+        "what",
+        "steps run",
+        "real time (whole process)",
+        "real time (model loaded)",
+        "peak RSS",
+        "time / Wiener",
+        "time / STFT floor",
+    ]
     auto = runs["auto"]
     lines = [
         "## Speed",
         "",
         report.how_measured(results["meta"]),
-        f"Model: `{results['model']}` (version `{results['model_version']}`). Input: a {_length(results['seconds'])} "
-        "synthetic stereo 44.1 kHz stem with bleed, and its mix. Each row is one process; \"whole process\" counts Python "
-        "start-up, imports and model loading, \"model loaded\" only the engine's work (reading, level estimate, sampler, "
-        "writing). The ratio columns divide the engine's time by the baseline's compute time in the same run (below 1: "
-        "faster than the Wiener filter).",
+        f"Model: `{results['model']}` (version `{results['model_version']}`). "
+        f"Input: a {_length(results['seconds'])} synthetic stereo 44.1 kHz stem with bleed, and its mix.",
+        "",
+        "Each row is one process. *Whole process* counts Python start-up, imports and model loading; *model loaded* "
+        "counts only the engine's work (reading, level estimate, sampler, writing). The baselines hold the whole file "
+        "in memory. The ratio columns divide each row's compute time by the baseline's, measured in the same run "
+        "(below 1: faster).",
         "",
         report.table(headers, rows),
         "",
-        f"Goals: at least {goals['realtime_now']:.0f}x real time now, {goals['realtime_target']:.0f}x as the target, and "
+        f"Goals: at least {goals['realtime_now']:.0f}x real time now, {goals['realtime_target']:.0f}x as the target, "
         f"at most {goals['peak_rss_mb']:.0f} MB peak. Default settings (`--steps auto`): "
         f"{auto['rtf_with_load']:.1f}x real time with model load, {auto['peak_rss_mb']:.0f} MB peak.",
     ]
@@ -232,9 +261,10 @@ def markdown(results: dict) -> str:
     j1, j2 = results["batch"]["j1"], results["batch"]["j2"]
     lines += [
         "",
-        f"Batch of two {_length(results['batch_seconds'])} stems: `-j 1` (2 onnxruntime threads) took {j1['wall_s']:.1f} s, "
-        f"`-j 2` (two processes, 1 thread each) {j2['wall_s']:.1f} s ({j1['wall_s'] / j2['wall_s']:.2f}x), "
-        f"peaking at {j1['peak_rss_mb']:.0f} MB and {j2['peak_rss_mb']:.0f} MB (largest single process).",
+        f"Batch of two {_length(results['batch_seconds'])} stems: `-j 1` (one process, 2 onnxruntime threads) took "
+        f"{j1['wall_s']:.1f} s, `-j 2` (two processes, 1 thread each) {j2['wall_s']:.1f} s "
+        f"(speed-up {j1['wall_s'] / j2['wall_s']:.2f}x); largest process {j1['peak_rss_mb']:.0f} MB and "
+        f"{j2['peak_rss_mb']:.0f} MB.",
     ]
     return "\n".join(lines) + "\n"
 

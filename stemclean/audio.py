@@ -95,7 +95,9 @@ def sum_source(sources: list[Source], name: str) -> Source:
     first = sources[0]
     for other in sources[1:]:
         if (other.rate, other.channels) != (first.rate, first.channels):
-            raise AudioError(f"{other.name}: rate or channel count differs from {first.name}; cannot sum them into a mix")
+            raise AudioError(
+                f"{other.name}: rate or channel count differs from {first.name}; cannot sum them into a mix"
+            )
     frames = max(s.frames for s in sources)
 
     def read() -> Blocks:
@@ -283,4 +285,3 @@ def _write_blocks(blocks: Iterable[np.ndarray], name: str, rate: int, channels: 
                 peak = max(peak, float(np.max(np.abs(block))))
                 f.write(block.T)
     return peak
-

@@ -59,7 +59,9 @@ def _reported(debug: bool):
             raise
         code = 2 if isinstance(err, UsageProblem) else 1
         known = (UsageProblem, audio.AudioError, engine.ModelError, ValueError, OSError)
-        message = str(err) if isinstance(err, known) else f"{type(err).__name__}: {err} (rerun with --debug for details)"
+        message = (
+            str(err) if isinstance(err, known) else f"{type(err).__name__}: {err} (rerun with --debug for details)"
+        )
         stderr.print(f"[bold red]error:[/bold red] {escape(message)}")
         raise typer.Exit(code) from None
 
@@ -80,6 +82,32 @@ def _check_output(output: Path, inputs: list[Path], overwrite: bool) -> None:
         raise UsageProblem(f"output {output} is one of the inputs; choose another -o")
     if output.exists() and not overwrite:
         raise UsageProblem(f"{output} already exists; pass --overwrite to replace it")
+
+
+@contextmanager
+def _opened_stem(stem: str):
+    """The stem as a Source; ``-`` buffers stdin in a temporary file (soundfile must seek), removed afterwards."""
+    if stem != "-":
+        yield audio.file_source(stem)
+        return
+    copy = audio.stdin_to_file()
+    try:
+        yield audio.file_source(copy, name="<stdin>")
+    finally:
+        copy.unlink(missing_ok=True)
+
+
+def _output_path(
+    stem: str, output: str | None, fmt: str | None, source: audio.Source, mix: Path, overwrite: bool
+) -> Path | None:
+    """Where ``run`` writes: ``None`` (stdout) for ``-o -`` or a stem from stdin, else ``-o`` or <stem>_clean.<ext>."""
+    if output == "-" or (output is None and stem == "-"):
+        return None
+    if output is None:
+        ext = audio.output_format(fmt, None, source.format).lower()
+        output = str(Path(stem).with_name(f"{Path(stem).stem}_clean.{ext}"))
+    _check_output(Path(output), [Path(stem), mix], overwrite)
+    return Path(output)
 
 
 def _progress(quiet: bool) -> Progress:
@@ -107,11 +135,19 @@ def _summary_line(summary: dict) -> str:
 Steps = Annotated[str, typer.Option("--steps", "-s", help="Sampler steps: auto (as many as the input needs) or 1..8.")]
 Strength = Annotated[float, typer.Option(help="0 keeps the input, 1 the cleaned stem; in between blends them.")]
 Device = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or cuda:N.")]
-ModelPath = Annotated[Optional[Path], typer.Option(help="ONNX model. Default: $STEMCLEAN_MODEL or models/stemclean-v1.onnx.")]
-Format = Annotated[Optional[str], typer.Option("--format", help="Output container (wav, flac, ...). Default: the input's.")]
-Subtype = Annotated[Optional[str], typer.Option(help="Sample encoding (PCM_16, PCM_24, FLOAT, ...). Default: the input's.")]
+ModelPath = Annotated[
+    Optional[Path], typer.Option(help="ONNX model. Default: $STEMCLEAN_MODEL or models/stemclean-v1.onnx.")
+]
+Format = Annotated[
+    Optional[str], typer.Option("--format", help="Output container (wav, flac, ...). Default: the input's.")
+]
+Subtype = Annotated[
+    Optional[str], typer.Option(help="Sample encoding (PCM_16, PCM_24, FLOAT, ...). Default: the input's.")
+]
 Clip = Annotated[ClipMode, typer.Option(help="Peaks over full scale: rescale the file, clamp samples, or none.")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (inputs are never overwritten).")]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace existing outputs (inputs are never overwritten).")
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON summary (to stdout, or stderr when -o -).")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")]
@@ -119,11 +155,15 @@ Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of
 
 @app.command()
 def run(
-    stem: Annotated[str, typer.Argument(help="The separated stem (WAV, FLAC, ...), or - for a WAV/FLAC stream on stdin.")],
+    stem: Annotated[
+        str, typer.Argument(help="The separated stem (WAV, FLAC, ...), or - for a WAV/FLAC stream on stdin.")
+    ],
     mix: Annotated[Path, typer.Option("--mix", "-m", help="The mixture the stem was separated from.")],
     output: Annotated[
         Optional[str],
-        typer.Option("--output", "-o", help="Output file, or - for stdout. Default: <stem>_clean.<ext> beside the stem."),
+        typer.Option(
+            "--output", "-o", help="Output file, or - for stdout. Default: <stem>_clean.<ext> beside the stem."
+        ),
     ] = None,
     steps: Steps = "auto",
     strength: Strength = 1.0,
@@ -147,21 +187,10 @@ def run(
       stemclean run vocals.flac -m mix.flac -o vocals_clean.flac --steps 2
       cat vocals.wav | stemclean run - -m mix.wav -o - > vocals_clean.wav
     """
-    stdin_copy = None
     with _reported(debug):
-        try:
-            steps_value = _parse_steps(steps)
-            if stem == "-":
-                stdin_copy = audio.stdin_to_file()
-                stem_source = audio.file_source(stdin_copy, name="<stdin>")
-            else:
-                stem_source = audio.file_source(stem)
-            to_stdout = output == "-" or (output is None and stem == "-")
-            out_path = None
-            if not to_stdout:
-                fmt_name = audio.output_format(fmt, Path(output) if output else None, stem_source.format)
-                out_path = Path(output) if output else Path(stem).with_name(f"{Path(stem).stem}_clean.{fmt_name.lower()}")
-                _check_output(out_path, [Path(stem), mix], overwrite)
+        steps_value = _parse_steps(steps)
+        with _opened_stem(stem) as stem_source:
+            out_path = _output_path(stem, output, fmt, stem_source, mix, overwrite)
             mix_source = audio.file_source(mix)
             resolved_type = guess_stem_type(stem) if stem_type.value == "auto" else stem_type.value
             loaded = engine.Model(model, device=device)
@@ -175,16 +204,13 @@ def run(
                     steps=steps_value,
                     strength=strength,
                     stem_type=resolved_type,
-                    fmt=fmt or ("WAV" if to_stdout else None),
+                    fmt=fmt or ("WAV" if out_path is None else None),
                     subtype=subtype,
                     clip_mode=clip_mode.value,
                     on_progress=lambda done, total: progress.update(task, completed=done, total=total),
                 )
-        finally:
-            if stdin_copy is not None:
-                stdin_copy.unlink(missing_ok=True)
     if json_out:
-        (stderr.file if to_stdout else sys.stdout).write(json.dumps(summary) + "\n")
+        (stderr.file if out_path is None else sys.stdout).write(json.dumps(summary) + "\n")
     elif not quiet:
         stderr.print(_summary_line(summary))
 
@@ -198,7 +224,9 @@ def batch_command(
     mix_dir: Annotated[
         Optional[Path], typer.Option(help="Folder with the mixes, found as <track>.wav or <track>/mixture.wav.")
     ] = None,
-    mix_from_stems: Annotated[bool, typer.Option("--mix-from-stems", help="Use the sum of each track's stems as its mix.")] = False,
+    mix_from_stems: Annotated[
+        bool, typer.Option("--mix-from-stems", help="Use the sum of each track's stems as its mix.")
+    ] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Files cleaned in parallel.")] = 1,
     steps: Steps = "auto",
     strength: Strength = 1.0,
@@ -230,11 +258,21 @@ def batch_command(
         suffix = f".{audio.output_format(fmt, None, 'WAV').lower()}" if fmt else None
         planned = batch.plan(root, outdir, mix_dir, suffix)
         if not planned:
-            raise audio.AudioError(f"no stems found under {root} (expected <model>/<track>/<stem>.wav or <track>_(Stem)_<model>.wav)")
+            raise audio.AudioError(
+                f"no stems found under {root} (expected <model>/<track>/<stem>.wav or <track>_(Stem)_<model>.wav)"
+            )
         todo = [job for job in planned if overwrite or not job.output.exists()]
-        skipped = [{"status": "skipped", "stem": str(j.stem), "output": str(j.output)} for j in planned if j not in todo]
+        skipped = [
+            {"status": "skipped", "stem": str(j.stem), "output": str(j.output)} for j in planned if j not in todo
+        ]
         loaded = engine.Model(model, device=device)
-        options = {"steps": steps_value, "strength": strength, "fmt": fmt, "subtype": subtype, "clip_mode": clip_mode.value}
+        options = {
+            "steps": steps_value,
+            "strength": strength,
+            "fmt": fmt,
+            "subtype": subtype,
+            "clip_mode": clip_mode.value,
+        }
         with _progress(quiet) as progress:
             task = progress.add_task(f"cleaning {len(todo)} stem(s)", total=len(todo))
             results = batch.run(todo, loaded, mix_dir, options, jobs, lambda _: progress.advance(task))
@@ -296,7 +334,11 @@ def info(
     console = Console(highlight=False)
     found = "" if details["model_found"] else " [red](not found)[/red]"
     console.print(f"[bold]model[/bold] {escape(str(path))}{found}")
-    for title, values in (("model card", details["card"]), ("model metadata", details["metadata"]), ("versions", details["versions"])):
+    for title, values in (
+        ("model card", details["card"]),
+        ("model metadata", details["metadata"]),
+        ("versions", details["versions"]),
+    ):
         if values:
             table = Table(title=title, title_justify="left", show_header=False)
             for key, value in values.items():

@@ -1,4 +1,4 @@
-"""The ONNX model, the few-step sampler, and the one streaming engine that ``clean()``, ``run``, ``batch`` and pipes use.
+"""The ONNX model, the few-step sampler, and the one streaming engine behind ``clean()``, ``run``, ``batch`` and pipes.
 
 Long audio is solved once, here: both inputs are streamed at the model's rate in overlapping chunks of ~10 s, each chunk
 is cleaned on its own, and neighbours are crossfaded over their ~1 s overlap. Memory therefore depends on the chunk
@@ -53,7 +53,9 @@ def providers_for(device: str) -> list:
     if name != "cuda" or (index and not index.isdigit()):
         raise ModelError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
     if not has_cuda:
-        raise ModelError("CUDA was asked for but onnxruntime has no CUDA provider; install stemclean[gpu] or use --device cpu")
+        raise ModelError(
+            "CUDA was asked for but onnxruntime has no CUDA provider; install stemclean[gpu] or use --device cpu"
+        )
     return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
 
 
@@ -97,7 +99,9 @@ class Model:
             if found is None or not found.strip().isdigit() or int(found) != value:
                 raise ModelError(f"{self.path}: model metadata {key}={found} does not match the runtime's {value}")
         if "stem_types" in self.metadata and json.loads(self.metadata["stem_types"]) != list(STEM_TYPES):
-            raise ModelError(f"{self.path}: model stem types {self.metadata['stem_types']} differ from {list(STEM_TYPES)}")
+            raise ModelError(
+                f"{self.path}: model stem types {self.metadata['stem_types']} differ from {list(STEM_TYPES)}"
+            )
 
     def predict(self, stem: np.ndarray, mix: np.ndarray, level: float, stem_type: int) -> np.ndarray:
         """One pass: the predicted clean stem for ``stem`` at artifact ``level``, all shaped ``[B, 2, F, T]``."""
@@ -111,7 +115,9 @@ class Model:
         return self.session.run(["clean"], feeds)[0]
 
 
-def sample(model: Model, stem_spec: np.ndarray, mix_spec: np.ndarray, levels: list[float], stem_type: int) -> np.ndarray:
+def sample(
+    model: Model, stem_spec: np.ndarray, mix_spec: np.ndarray, levels: list[float], stem_type: int
+) -> np.ndarray:
     """The few-step sampler of docs/ARCHITECTURE.md on complex ``(channels, F, T)`` spectra.
 
     The mixture's features are computed once and reused at every step. An empty schedule returns the stem unchanged.
@@ -284,7 +290,9 @@ def clean(
     stem_arr = np.asarray(stem, dtype=np.float32)
     stem_source = audio.array_source(_channels_first(stem_arr), sample_rate, "stem")
     mix_source = audio.array_source(_channels_first(np.asarray(mix, np.float32)), mix_sample_rate or sample_rate, "mix")
-    _, blocks = stream(stem_source, mix_source, load_model(model, device), steps=steps, strength=strength, stem_type=stem_type)
+    _, blocks = stream(
+        stem_source, mix_source, load_model(model, device), steps=steps, strength=strength, stem_type=stem_type
+    )
     out = np.concatenate(list(blocks), axis=1)
     return out[0] if stem_arr.ndim == 1 else out.T
 
@@ -314,7 +322,9 @@ def clean_file(
     started = time.perf_counter()
     fmt = audio.output_format(fmt, output, stem.format)
     subtype = audio.output_subtype(fmt, subtype, stem)
-    plan, blocks = stream(stem, mix, model, steps=steps, strength=strength, stem_type=stem_type, on_progress=on_progress)
+    plan, blocks = stream(
+        stem, mix, model, steps=steps, strength=strength, stem_type=stem_type, on_progress=on_progress
+    )
     written = audio.write(blocks, output, stem.rate, stem.channels, fmt, subtype, clip_mode)
     elapsed = time.perf_counter() - started
     return {

@@ -45,7 +45,9 @@ def test_demucs_layout_with_mix_dir_mirrors_the_tree_and_resumes(tmp_path, cli_e
     results = json.loads(result.stdout)
     assert [r["status"] for r in results] == ["cleaned"] * 8
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav"))
-    assert written == sorted(f"htdemucs/{t}/{s}_clean.wav" for t in ("song_a", "song_b") for s in ("bass", "drums", "other", "vocals"))
+    assert written == sorted(
+        f"htdemucs/{t}/{s}_clean.wav" for t in ("song_a", "song_b") for s in ("bass", "drums", "other", "vocals")
+    )
     drums = sf.read(separated / "htdemucs" / "song_a" / "drums.wav")[0]
     assert sf.read(out / "htdemucs" / "song_a" / "drums_clean.wav")[0].shape == drums.shape
     assert {r["stem_type"] for r in results} == {"vocals", "drums", "bass", "other"}

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import run_cli, tone_mix, write_gain_model
+from conftest import run_cli, write_gain_model
 from typer.testing import CliRunner
 
 from stemclean.cli import app
@@ -39,7 +39,9 @@ def test_run_writes_the_default_output_beside_the_stem(song, cli_env):
 
 
 def test_format_subtype_and_strength_options(song, cli_env):
-    result = _invoke("run", song["stem"], "-m", song["mix"], "--format", "flac", "--subtype", "PCM_24", "--strength", "0")
+    result = _invoke(
+        "run", song["stem"], "-m", song["mix"], "--format", "flac", "--subtype", "PCM_24", "--strength", "0"
+    )
     assert result.exit_code == 0, result.output
     out = song["stem"].with_name("vocals_clean.flac")
     assert sf.info(out).subtype == "PCM_24"

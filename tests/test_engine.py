@@ -7,7 +7,6 @@ import tracemalloc
 import numpy as np
 import pytest
 import soundfile as sf
-import soxr
 from conftest import tone_mix, write_gain_model
 
 import stemclean
@@ -76,7 +75,9 @@ def _sine(freq: float, seconds: float, rate: int) -> np.ndarray:
 
 def test_rate_channels_and_length_follow_the_stem(mix_model):
     """A 48 kHz mono stem with a 44.1 kHz stereo mix: the output is the downmixed mix, at 48 kHz, stem-long."""
-    mix = np.stack([_sine(440, 3, 44100) + 0.5 * _sine(1000, 3, 44100), _sine(440, 3, 44100) + 0.3 * _sine(3000, 3, 44100)], 1)
+    mix = np.stack(
+        [_sine(440, 3, 44100) + 0.5 * _sine(1000, 3, 44100), _sine(440, 3, 44100) + 0.3 * _sine(3000, 3, 44100)], 1
+    )
     stem_48k = 0.8 * _sine(440, 3, 48000)[:-7]
     out = stemclean.clean(stem_48k, 0.5 * mix, 48000, steps=1, model=mix_model, mix_sample_rate=44100)
     assert out.shape == stem_48k.shape
@@ -110,7 +111,7 @@ def test_small_length_mismatch_is_tolerated_and_large_is_refused(mix_model):
     out = stemclean.clean(stem, short_mix, 44100, steps=1, model=mix_model)
     assert out.shape == stem.shape
     assert np.max(np.abs(out[len(short_mix) + 2048 :])) < 1e-6  # the missing mix tail is silence
-    for too_long in (np.concatenate([mix, mix[: 44100]]), np.concatenate([mix, mix])):
+    for too_long in (np.concatenate([mix, mix[:44100]]), np.concatenate([mix, mix])):
         with pytest.raises(audio.AudioError, match="longer than the stem"):
             stemclean.clean(stem, too_long, 44100, model=mix_model)
 
@@ -193,4 +194,3 @@ def test_bad_arrays_are_refused(gain_model):
         stemclean.clean(stem, mix, 44100, model=gain_model)
     with pytest.raises(audio.AudioError, match="no audio"):
         stemclean.clean(np.zeros(0, np.float32), mix[:0, 0], 44100, model=gain_model)
-
