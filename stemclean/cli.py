@@ -29,7 +29,6 @@ from stemclean import __version__, audio, batch, engine, schedule
 from stemclean.stems import STEM_TYPES, guess_stem_type
 
 app = typer.Typer(
-    help="Clean stems from music source separators (demucs, Spleeter, UVR) using the original mixture.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -38,6 +37,21 @@ app = typer.Typer(
 stderr = Console(stderr=True, soft_wrap=True, highlight=False)
 StemTypeChoice = Enum("StemTypeChoice", {name: name for name in ("auto", *STEM_TYPES)}, type=str)
 ClipMode = Enum("ClipMode", {name: name for name in audio.CLIP_MODES}, type=str)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"stemclean {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Clean stems from music source separators (demucs, Spleeter, UVR) using the original mixture."""
 
 
 class UsageProblem(Exception):

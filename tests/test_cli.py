@@ -12,6 +12,7 @@ import soundfile as sf
 from conftest import run_cli, write_gain_model
 from typer.testing import CliRunner
 
+import stemclean
 from stemclean.cli import app
 
 runner = CliRunner()
@@ -148,6 +149,13 @@ def test_pipe_flac_in_and_json_goes_to_stderr_when_audio_is_on_stdout(song, cli_
     assert result.returncode == 0, result.stderr
     assert sf.info(io.BytesIO(result.stdout)).format == "WAV"
     assert json.loads(result.stderr)["stem"] == "<stdin>"
+
+
+def test_version_and_help():
+    assert _invoke("--version").stdout.strip() == f"stemclean {stemclean.__version__}"
+    for command in ("run", "batch", "info"):
+        assert command in _invoke("--help").stdout
+        assert "Usage" in _invoke(command, "--help").stdout
 
 
 def test_info_shows_card_metadata_and_providers(tmp_path, gain_model):
