@@ -25,34 +25,12 @@ from stemclean.stems import STEM_TYPES
 REPO = Path(__file__).resolve().parent.parent
 
 
-def write_gain_model(path: Path, stem_gain=1.0, mix_gain=0.0, **metadata: str) -> Path:
-    """Write an ONNX graph with the stemclean interface computing ``stem_gain * stem + mix_gain * mix``.
-
-    Each gain may be a number or a list with one value per stem type, so tests can see which type the engine passed.
-    """
-    n = len(STEM_TYPES)
-    gains = {
-        "stem_gains": np.broadcast_to(np.asarray(stem_gain, np.float32), (n,)),
-        "mix_gains": np.broadcast_to(np.asarray(mix_gain, np.float32), (n,)),
-    }
+def write_graph(path: Path, nodes: list, name: str, **metadata: str) -> Path:
+    """Save ``nodes`` (reading ``stem``, ``mix``, ``level``, ``stem_type``; writing ``clean``) as a stemclean model."""
     spec = ["B", 2, spectral.N_BINS, "T"]
-    nodes = [
-        helper.make_node("Constant", [], ["axes"], value=helper.make_tensor("axes", TensorProto.INT64, [3], [1, 2, 3])),
-    ]
-    for name, values in gains.items():
-        nodes += [
-            helper.make_node("Constant", [], [name], value=helper.make_tensor(name, TensorProto.FLOAT, [n], values)),
-            helper.make_node("Gather", [name, "stem_type"], [f"{name}_b"]),
-            helper.make_node("Unsqueeze", [f"{name}_b", "axes"], [f"{name}_4d"]),
-        ]
-    nodes += [
-        helper.make_node("Mul", ["stem", "stem_gains_4d"], ["stem_part"]),
-        helper.make_node("Mul", ["mix", "mix_gains_4d"], ["mix_part"]),
-        helper.make_node("Add", ["stem_part", "mix_part"], ["clean"]),
-    ]
     graph = helper.make_graph(
         nodes,
-        "stemclean_test_gain",
+        name,
         [
             helper.make_tensor_value_info("stem", TensorProto.FLOAT, spec),
             helper.make_tensor_value_info("mix", TensorProto.FLOAT, spec),
@@ -77,6 +55,32 @@ def write_gain_model(path: Path, stem_gain=1.0, mix_gain=0.0, **metadata: str) -
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def constant(name: str, values, dtype=TensorProto.FLOAT) -> onnx.NodeProto:
+    values = np.asarray(values)
+    return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, dtype, values.shape, values.ravel()))
+
+
+def write_gain_model(path: Path, stem_gain=1.0, mix_gain=0.0, **metadata: str) -> Path:
+    """Write a graph computing ``stem_gain * stem + mix_gain * mix``.
+
+    Each gain may be a number or a list with one value per stem type, so tests can see which type the engine passed.
+    """
+    n = len(STEM_TYPES)
+    nodes = [constant("axes", [1, 2, 3], TensorProto.INT64)]
+    for name, gain in (("stem_gains", stem_gain), ("mix_gains", mix_gain)):
+        nodes += [
+            constant(name, np.broadcast_to(np.asarray(gain, np.float32), (n,))),
+            helper.make_node("Gather", [name, "stem_type"], [f"{name}_b"]),
+            helper.make_node("Unsqueeze", [f"{name}_b", "axes"], [f"{name}_4d"]),
+        ]
+    nodes += [
+        helper.make_node("Mul", ["stem", "stem_gains_4d"], ["stem_part"]),
+        helper.make_node("Mul", ["mix", "mix_gains_4d"], ["mix_part"]),
+        helper.make_node("Add", ["stem_part", "mix_part"], ["clean"]),
+    ]
+    return write_graph(path, nodes, "stemclean_test_gain", **metadata)
 
 
 def tone_mix(seconds: float, rate: int = 44100, channels: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,8 @@ import tracemalloc
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import tone_mix, write_gain_model
+from conftest import constant, tone_mix, write_gain_model, write_graph
+from onnx import helper
 
 import stemclean
 from stemclean import audio, engine, schedule
@@ -31,6 +32,32 @@ def test_chunk_seams_are_exact_for_a_linear_model(gain_model):
         around = slice(seam - engine.OVERLAP, seam + engine.OVERLAP)
         assert _worst_db(out[around], 0.5 * stem[around]) < -100
     assert _worst_db(out, 0.5 * stem) < -100
+
+
+def test_chunks_that_disagree_are_joined_without_a_jump(tmp_path):
+    """A graph whose gain depends on each chunk's loudness (as a real network's context does): at the seams the gain
+    must glide over the crossfade, not jump from one chunk's value to the next."""
+    nodes = [
+        helper.make_node("Abs", ["stem"], ["magnitude"]),
+        helper.make_node("ReduceMean", ["magnitude"], ["loudness"], keepdims=1),
+        constant("scale", 20.0),
+        constant("one", 1.0),
+        helper.make_node("Mul", ["loudness", "scale"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "one"], ["denominator"]),
+        helper.make_node("Div", ["stem", "denominator"], ["clean"]),
+    ]
+    model = write_graph(tmp_path / "loudness.onnx", nodes, "loudness_gain")
+    seconds = 25
+    ramp = np.linspace(0.05, 0.8, seconds * 44100, dtype=np.float32)
+    stem = (ramp * np.sin(2 * np.pi * 440 * np.arange(len(ramp)) / 44100)).astype(np.float32)
+    out = stemclean.clean(stem, stem, 44100, steps=1, model=model)
+    frame = 441  # 10 ms
+    usable = len(stem) // frame * frame
+    gain = np.sqrt(np.sum(out[:usable].reshape(-1, frame) ** 2, 1) / np.sum(stem[:usable].reshape(-1, frame) ** 2, 1))
+    middles = [(engine.STEP // 2) // frame, (engine.STEP * 3 // 2) // frame]
+    chunk_change = abs(gain[middles[1]] - gain[middles[0]])
+    assert chunk_change > 0.05  # the chunks really disagree
+    assert np.max(np.abs(np.diff(gain[5:-5]))) < 0.05 * chunk_change
 
 
 @pytest.mark.parametrize("steps", [1, 2, 4])
