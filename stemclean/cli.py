@@ -290,7 +290,7 @@ def batch_command(
         with _progress(quiet) as progress:
             task = progress.add_task(f"cleaning {len(todo)} stem(s)", total=len(todo))
             results = batch.run(todo, loaded, mix_dir, options, jobs, lambda _: progress.advance(task))
-    results = skipped + sorted(results, key=lambda r: r["stem"])
+    results = sorted(skipped + results, key=lambda r: r["stem"])
     if json_out:
         sys.stdout.write(json.dumps(results) + "\n")
     elif not quiet:
@@ -305,7 +305,10 @@ def _batch_table(results: list[dict]) -> Table:
         table.add_column(column)
     styles = {"cleaned": "green", "skipped": "dim", "failed": "bold red"}
     for r in results:
-        detail = r.get("error") or (f"{r['realtime_factor']:.1f}x real time" if "realtime_factor" in r else r["output"])
+        if r["status"] == "cleaned":
+            detail = f"{r['output']} ({r['realtime_factor']:.1f}x real time)"
+        else:
+            detail = r.get("error") or f"{r['output']} exists (--overwrite redoes it)"
         steps = str(r["steps"]) if "steps" in r else ""
         table.add_row(r["stem"], f"[{styles[r['status']]}]{r['status']}[/]", steps, escape(detail))
     counts = {s: sum(r["status"] == s for r in results) for s in styles}
