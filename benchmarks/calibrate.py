@@ -209,16 +209,9 @@ def run(corpus: Path, spleeter: Path, split: str, seconds: float, ladder_seconds
     }
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def _plot_levels(table: list[dict], path: Path) -> Path:
     """Measured SI-SDR, SIR and SAR against t, with the target line."""
-    plt = _pyplot()
+    plt = report.pyplot()
     t = [r["t"] for r in table]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(t, [r["target"] for r in table], "k:", label="target")
@@ -228,15 +221,12 @@ def _plot_levels(table: list[dict], path: Path) -> Path:
     ax.set_ylabel("dB")
     ax.set_title("Artifact ladder: measured quality vs level")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return report.save_figure(fig, path)
 
 
 def _plot_error_spectra(spectra: dict, path: Path) -> Path:
     """Mean error power per frequency, Spleeter against the ladder at the fitted level, per Spleeter stem."""
-    plt = _pyplot()
+    plt = report.pyplot()
     hz = np.arange(N_FFT // 2 + 1) * SAMPLE_RATE / N_FFT
     names = list(spectra["spleeter"])
     fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4), squeeze=False)
@@ -249,15 +239,12 @@ def _plot_error_spectra(spectra: dict, path: Path) -> Path:
         ax.set_xlabel("Hz")
         ax.set_ylabel("error power re stem energy (dB)")
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return report.save_figure(fig, path)
 
 
 def _plot_distributions(pairs: list[dict], path: Path) -> Path:
     """SI-SDR, SIR and SAR of Spleeter outputs and of the ladder at their fitted levels, as box plots."""
-    plt = _pyplot()
+    plt = report.pyplot()
     keys = ("si_sdr", "sir", "sar")
     fig, axes = plt.subplots(1, len(keys), figsize=(12, 4))
     for ax, key in zip(axes, keys):
@@ -269,10 +256,7 @@ def _plot_distributions(pairs: list[dict], path: Path) -> Path:
         ax.boxplot(groups)
         ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=7)
         ax.set_title(key.upper().replace("_", "-") + " (dB)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return report.save_figure(fig, path)
 
 
 def _spread(values: list[float]) -> str:
@@ -377,7 +361,7 @@ def main(
     corpus: Path = typer.Option(Path("data/corpus"), help="Rendered corpus (manifest.json + split folders)."),
     spleeter: Path = typer.Option(Path("data/spleeter"), help="Spleeter outputs, <split>/<song>/{vocals,accompaniment}.wav."),
     split: str = typer.Option("test", help="Which split to measure."),
-    seconds: float = typer.Option(30.0, help="Excerpt length per song for the Spleeter comparison."),
+    seconds: float = typer.Option(20.0, help="Excerpt length per song for the Spleeter comparison."),
     ladder_seconds: float = typer.Option(10.0, help="Excerpt length per song for the ladder table."),
     seed: int = typer.Option(0, help="Seed of the ladder draws."),
     max_songs: int = typer.Option(None, help="Measure only the first N songs."),

@@ -37,6 +37,8 @@ from stemclean.train.degrade import degrade
 CORPUS_STEMS = ("vocals", "drums", "bass", "other")
 SPLEETER_STEMS = ("vocals", "accompaniment")
 LEVELS = (0.25, 0.5, 0.75)
+# Gap closed is only reported where the oracle beats the input by this much; below it the ratio is noise.
+GAP_MIN_HEADROOM_DB = 0.5
 BASELINE_NAMES = ("identity", "softmask", "wiener", "oracle")
 
 Method = Callable[["Case"], np.ndarray]
@@ -175,7 +177,7 @@ def summarize(rows: list[dict]) -> list[dict]:
     for (source, stem, method), values in means.items():
         oracle = means.get((source, stem, "oracle"))
         headroom = oracle["delta_si_sdr"] if oracle else 0.0
-        gap = values["delta_si_sdr"] / headroom if source != "clean" and headroom > 0.5 else None
+        gap = values["delta_si_sdr"] / headroom if source != "clean" and headroom > GAP_MIN_HEADROOM_DB else None
         summary.append({"source": source, "stem": stem, "method": method, **values, "gap_closed": gap})
     return summary
 
@@ -222,9 +224,7 @@ def _source_order(summary: list[dict]) -> list[str]:
 
 def _plot_methods(summary: list[dict], path: Path) -> Path:
     """Bar chart: mean SI-SDR change per method, for each artifact source (all stems pooled)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = report.pyplot()
 
     sources = [s for s in _source_order(summary) if s != "clean"]
     methods = list(dict.fromkeys(s["method"] for s in summary))
@@ -239,17 +239,12 @@ def _plot_methods(summary: list[dict], path: Path) -> Path:
     ax.set_ylabel("SI-SDR change (dB)")
     ax.set_title("Cleaners by artifact source (test split, mean over stems and songs)")
     ax.legend(fontsize=8, ncol=min(4, len(methods)))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return report.save_figure(fig, path)
 
 
 def _plot_showcase(case: Case, estimates: dict[str, np.ndarray], path: Path) -> Path:
     """Log spectrograms of one case: input, the best cleaner's output, the oracle, and the truth."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = report.pyplot()
 
     from stemclean.spectral import stft
 
@@ -266,17 +261,12 @@ def _plot_showcase(case: Case, estimates: dict[str, np.ndarray], path: Path) -> 
         ax.set_xlabel("s")
     axes[0].set_ylabel("kHz")
     fig.suptitle(f"{case.source} {case.stem_type}, {case.song}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return report.save_figure(fig, path)
 
 
 def _plot_steps(summary: list[dict], steps: list[str], path: Path) -> Path:
     """Mean SI-SDR change against sampler steps, per artifact source, with Wiener and the oracle for reference."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = report.pyplot()
 
     pooled = {(s["source"], s["method"]): s["delta_si_sdr"] for s in summary if s["stem"] == "all"}
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -288,10 +278,7 @@ def _plot_steps(summary: list[dict], steps: list[str], path: Path) -> Path:
     ax.set_ylabel("SI-SDR change (dB)")
     ax.set_title("stemclean quality vs steps (dotted: oracle IRM)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return report.save_figure(fig, path)
 
 
 def markdown(results: dict) -> str:
@@ -304,7 +291,8 @@ def markdown(results: dict) -> str:
         f"Split `{config['split']}`: {len(config['songs'])} songs, one {config['excerpt_s']:g} s excerpt each (the "
         "window where the quietest stem is loudest). SI-SDR, SIR and SAR in dB (higher is better; SIR and SAR from "
         "BSS Eval with the true stem and the true residual as sources); MR-STFT is the multi-resolution STFT distance "
-        "(lower is better); gap closed = (method − input) / (oracle − input) in SI-SDR. Values are means over cases; "
+        "(lower is better); gap closed = (method − input) / (oracle − input) in SI-SDR, shown only where the oracle "
+        f"beats the input by more than {GAP_MIN_HEADROOM_DB:g} dB. Values are means over cases; "
         "metrics are clamped at 100 dB, the value a perfect copy gets.",
     ]
     for source in _source_order(summary):
@@ -359,7 +347,7 @@ def main(
     corpus: Path = typer.Option(Path("data/corpus"), help="Rendered corpus (manifest.json + split folders)."),
     spleeter: Path = typer.Option(Path("data/spleeter"), help="Spleeter outputs, <split>/<song>/{vocals,accompaniment}.wav."),
     split: str = typer.Option("test", help="Which split to score; only test is reported."),
-    seconds: float = typer.Option(20.0, help="Excerpt length per song."),
+    seconds: float = typer.Option(12.0, help="Excerpt length per song."),
     levels: str = typer.Option(",".join(f"{t:g}" for t in LEVELS), help="Ladder levels, comma-separated."),
     seed: int = typer.Option(0, help="Seed of the ladder cases."),
     max_songs: int = typer.Option(None, help="Score only the first N songs."),

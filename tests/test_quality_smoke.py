@@ -115,3 +115,12 @@ def test_coherence_fit_recovers_a_linear_relation():
     assert fit["proposed"]["at_one"] == pytest.approx(0.75)
     assert fit["proposed_errors"]["ladder_mae"] == pytest.approx(0.0, abs=1e-9)
     assert fit["proposed_errors"]["clean_below_floor"] == 1.0
+
+
+def test_page_assembles_the_sections_whose_results_exist(smoke, tmp_path):
+    results, _ = smoke
+    report.save_results("quality.json", results, tmp_path)
+    page = report.page(tmp_path)
+    assert page.startswith("# Benchmarks") and report.REGENERATE in page
+    assert quality.markdown(results).rstrip() in page
+    assert "## Artifact ladder calibration" not in page

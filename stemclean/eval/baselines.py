@@ -44,11 +44,12 @@ def wiener(stem: np.ndarray, mix: np.ndarray, sample_rate: int) -> np.ndarray:
 def oracle_irm(stem: np.ndarray, mix: np.ndarray, sample_rate: int, truth: np.ndarray) -> np.ndarray:
     """Ideal ratio mask from the true stem and true residual, applied to the mixture: the ceiling of mask-based cleanup.
 
-    It ignores the separated stem: it is what the best possible real-valued mask on the mixture achieves.
+    It ignores the separated stem: it is what the best real-valued mask on the mixture achieves. The mask is the
+    power ratio (Wiener-like "IRM2"), which scored higher than the magnitude ratio on corpus excerpts.
     """
     truth_spec, mix_spec = stft(truth), stft(mix)
-    truth_mag, resid_mag = np.abs(truth_spec), np.abs(mix_spec - truth_spec)
-    mask = truth_mag / np.maximum(truth_mag + resid_mag, 1e-10)
+    truth_power, resid_power = np.abs(truth_spec) ** 2, np.abs(mix_spec - truth_spec) ** 2
+    mask = truth_power / np.maximum(truth_power + resid_power, 1e-20)
     return istft(mask * mix_spec, np.shape(stem)[-1])
 
 
