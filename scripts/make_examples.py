@@ -9,6 +9,7 @@ stored in examples/mix.flac (16-bit), so the example pair is exactly what a user
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import soundfile as sf
@@ -33,9 +34,9 @@ def loudest_shared_window(vocals: np.ndarray, accompaniment: np.ndarray, length:
 
 
 def main(
-    corpus: Path = typer.Option(Path("data/corpus"), help="Rendered corpus."),
-    song: str = typer.Option(None, help="Song id (default: the first openmsx song of the test split)."),
-    seconds: int = typer.Option(10, help="Clip length in seconds."),
+    corpus: Annotated[Path, typer.Option(help="Rendered corpus.")] = Path("data/corpus"),
+    song: Annotated[str | None, typer.Option(help="Song id (default: the first openmsx test song).")] = None,
+    seconds: Annotated[int, typer.Option(help="Clip length in seconds.")] = 10,
 ) -> None:
     """Cut the example clip and separate it with Spleeter."""
     entries = load_manifest(corpus)

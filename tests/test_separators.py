@@ -59,6 +59,6 @@ def test_worker_refuses_to_run_without_the_checkpoint(tmp_path):
     (fake / "pretrained_models" / "2stems").mkdir(parents=True)
     (fake / "__init__.py").write_text("")
     result = subprocess.run([str(separators.venv_python()), str(separators.WORKER), "--check"],
-                            capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path)})
+                            check=False, capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path)})
     assert result.returncode != 0
     assert "checkpoint missing" in result.stderr

@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Annotated
 
 import mido
 import numpy as np
@@ -52,7 +53,7 @@ def render_midi(midi_file: mido.MidiFile, soundfont: Path, length: int, workdir:
     cmd = ["fluidsynth", "-ni", "-q", "-g", "0.5", "-r", str(SAMPLE_RATE), "-T", "wav", "-O", "float",
            "-F", str(wav_path), str(soundfont), str(mid_path)]
     try:  # the timeout guards against fluidsynth never finishing a file (it then writes an endless WAV)
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60 + 2 * length / SAMPLE_RATE)
+        result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60 + 2 * length / SAMPLE_RATE)
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"fluidsynth did not finish rendering {name}") from None
     if result.returncode != 0 or not wav_path.exists():
@@ -200,12 +201,14 @@ def build(out: Path, seed: int = 0, chorales: int = DEFAULT_CHORALES, limit: int
 
 
 def main(
-    out: Path = typer.Option(Path("data/corpus"), "--out", "-o", help="Corpus folder."),
-    seed: int = typer.Option(0, help="Corpus seed: instruments, mixing, splits."),
-    chorales: int = typer.Option(DEFAULT_CHORALES, help="How many Bach chorales to add to the openmsx songs."),
-    limit: int = typer.Option(None, help="Render only the first N songs of the catalog."),
-    seconds: float = typer.Option(None, help="Render only the first S seconds of each song (tiny test corpora)."),
-    song: list[str] = typer.Option(None, "--song", help="Render only this song id (repeatable)."),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Corpus folder.")] = Path("data/corpus"),
+    seed: Annotated[int, typer.Option(help="Corpus seed: instruments, mixing, splits.")] = 0,
+    chorales: Annotated[int, typer.Option(help="How many Bach chorales to add to the openmsx songs.")] = DEFAULT_CHORALES,
+    limit: Annotated[int | None, typer.Option(help="Render only the first N songs of the catalog.")] = None,
+    seconds: Annotated[
+        float | None, typer.Option(help="Render only the first S seconds of each song (tiny test corpora).")
+    ] = None,
+    song: Annotated[list[str] | None, typer.Option("--song", help="Render only this song id (repeatable).")] = None,
 ) -> None:
     """Render the multitrack corpus (skips songs already rendered with the same settings)."""
     try:

@@ -118,7 +118,7 @@ def play(kit: Kit, notes: list[Note], length: int) -> np.ndarray:
         layers = kit.layers[kind]
         path = next((p for lo, hi, p in layers if lo <= level <= hi), layers[0][2])
         sample = _sample(path)
-        start = int(round(note.start * SAMPLE_RATE))
+        start = round(note.start * SAMPLE_RATE)
         if start >= length:
             continue
         n = min(sample.shape[1], length - start)

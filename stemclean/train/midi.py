@@ -7,6 +7,7 @@ pitch bend and tempo stay in every file, so the synthesizer's state in each stem
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import mido
 import numpy as np
 

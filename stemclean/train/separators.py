@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import soundfile as sf
@@ -46,7 +47,7 @@ def spleeter(mixture: np.ndarray, venv: Path = DEFAULT_VENV) -> dict[str, np.nda
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "mixture.npy", np.ascontiguousarray(mixture.T, dtype=np.float32))
         result = subprocess.run([str(python), str(WORKER), str(Path(tmp) / "mixture.npy"), tmp],
-                                capture_output=True, text=True)
+                                check=False, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"Spleeter worker failed (rc {result.returncode}): {result.stderr.strip()[-600:]}")
         estimates = {name: np.load(Path(tmp) / f"{name}.npy") for name in SPLEETER_STEMS}
@@ -100,10 +101,12 @@ def build_pairs(corpus: Path, out: Path, venv: Path = DEFAULT_VENV, splits: tupl
 
 
 def main(
-    corpus: Path = typer.Option(Path("data/corpus"), help="Rendered corpus (with manifest.json)."),
-    out: Path = typer.Option(Path("data/spleeter"), "--out", "-o", help="Where the Spleeter estimates go."),
-    venv: Path = typer.Option(DEFAULT_VENV, help="Spleeter venv made by scripts/setup_spleeter_venv.sh."),
-    split: list[str] = typer.Option(None, "--split", help="Only this split (repeatable); default all."),
+    corpus: Annotated[Path, typer.Option(help="Rendered corpus (with manifest.json).")] = Path("data/corpus"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where the Spleeter estimates go.")] = Path("data/spleeter"),
+    venv: Annotated[Path, typer.Option(help="Spleeter venv made by scripts/setup_spleeter_venv.sh.")] = DEFAULT_VENV,
+    split: Annotated[
+        list[str] | None, typer.Option("--split", help="Only this split (repeatable); default all.")
+    ] = None,
 ) -> None:
     """Run Spleeter 2stems on every corpus mixture (skips songs already separated)."""
     try:

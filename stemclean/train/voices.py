@@ -78,7 +78,7 @@ def sing(line: list[Note], rng: np.random.Generator, length: int) -> np.ndarray:
         score, wav = Path(tmp) / "line.xml", Path(tmp) / "line.wav"
         score.write_text(singing_score(line, words))
         result = subprocess.run(["text2wave", "-mode", "singing", str(score), "-o", str(wav)],
-                                capture_output=True, text=True)
+                                check=False, capture_output=True, text=True)
         if result.returncode != 0 or not wav.exists():
             raise RuntimeError(f"Festival singing failed (rc {result.returncode}): {result.stderr.strip()[-300:]}")
         sung, rate = sf.read(wav, dtype="float32")
