@@ -3,7 +3,8 @@
 Long audio is solved once, here: both inputs are streamed at the model's rate in overlapping chunks of ~10 s, each chunk
 is cleaned on its own, and neighbours are crossfaded over their ~1 s overlap. Memory therefore depends on the chunk
 size, not on the file's length. Chunk starts fall on multiples of the STFT hop, so every chunk sees the same frame grid
-as the whole file would.
+as the whole file would. The start level is estimated once per file, in a first pass over both inputs, so every chunk
+runs the same schedule and no chunk sounds different from its neighbours.
 """
 
 from __future__ import annotations
