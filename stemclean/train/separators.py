@@ -31,6 +31,7 @@ DEFAULT_VENV = REPO_ROOT / ".venv-spleeter"
 WORKER = REPO_ROOT / "scripts" / "spleeter_worker.py"
 SPLEETER_STEMS = ("vocals", "accompaniment")
 TIMINGS = "timings.json"
+SPLIT_ORDER = ("test", "val", "train")
 
 
 def venv_python(venv: Path = DEFAULT_VENV) -> Path:
@@ -66,23 +67,30 @@ def pair_files(out: Path, split: str, song_id: str) -> list[Path]:
     return [out / split / song_id / f"{name}.wav" for name in SPLEETER_STEMS]
 
 
-def build_pairs(corpus: Path, out: Path, venv: Path = DEFAULT_VENV, splits: tuple[str, ...] | None = None) -> int:
-    """Separate every corpus song (of ``splits``, default all) lacking estimates; returns how many were separated."""
-    venv_python(venv)
+def _pending(corpus: Path, out: Path, splits: tuple[str, ...] | None) -> list[dict]:
+    """Rendered songs without estimates yet: test first (the benchmark's), then val, then train."""
     entries = [e for e in load_manifest(corpus).values() if splits is None or e["split"] in splits]
-    if not entries:
+    todo = [e for e in entries if not all(p.exists() for p in pair_files(out, e["split"], e["id"]))]
+    return sorted(todo, key=lambda e: (SPLIT_ORDER.index(e["split"]), e["id"]))
+
+
+def build_pairs(corpus: Path, out: Path, venv: Path = DEFAULT_VENV, splits: tuple[str, ...] | None = None) -> int:
+    """Separate every corpus song (of ``splits``, default all) lacking estimates; returns how many were separated.
+
+    The manifest is read again after every song, so songs that a corpus render still running adds are picked up,
+    test songs first.
+    """
+    venv_python(venv)
+    if not load_manifest(corpus):
         raise FileNotFoundError(f"no rendered songs in {corpus}: run python -m stemclean.train.corpus first")
     timings_path = out / TIMINGS
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     done = 0
     with progress_bar() as progress:
-        task = progress.add_task("spleeter", total=len(entries))
-        for entry in sorted(entries, key=lambda e: e["id"]):
-            split, song_id = entry["split"], entry["id"]
-            if all(p.exists() for p in pair_files(out, split, song_id)):
-                progress.advance(task)
-                continue
-            progress.update(task, description=f"{song_id:<34}")
+        task = progress.add_task("spleeter", total=None)
+        while pending := _pending(corpus, out, splits):
+            split, song_id = pending[0]["split"], pending[0]["id"]
+            progress.update(task, total=done + len(pending), description=f"{song_id:<34}")
             mixture, rate = sf.read(corpus / split / song_id / "mixture.wav", dtype="float32", always_2d=True)
             if rate != SAMPLE_RATE:
                 raise ValueError(f"{song_id}: mixture is {rate} Hz, Spleeter pairs need {SAMPLE_RATE} Hz")
@@ -95,8 +103,8 @@ def build_pairs(corpus: Path, out: Path, venv: Path = DEFAULT_VENV, splits: tupl
             tmp.write_text(json.dumps(timings, indent=1, sort_keys=True))
             os.replace(tmp, timings_path)
             progress.console.log(f"{song_id} [{split}] {mixture.shape[0] / SAMPLE_RATE:.0f} s in {seconds:.1f} s")
-            progress.advance(task)
             done += 1
+            progress.update(task, completed=done)
     return done
 
 
