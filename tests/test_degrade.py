@@ -60,7 +60,7 @@ def test_artifact_energy_grows_with_t():
         energies = [
             float(np.sum((degrade(stem, others, t, np.random.default_rng(seed)) - stem) ** 2)) for t in LEVELS
         ]
-        assert all(b > 1.5 * a for a, b in zip(energies, energies[1:])), energies
+        assert all(b > 1.2 * a for a, b in zip(energies, energies[1:])), energies
 
 
 def test_higher_levels_carry_more_bleed_and_more_artifacts():

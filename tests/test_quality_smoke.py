@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 
 from benchmarks import calibrate, quality, report
+from conftest import write_gain_model
 from stemclean.eval import metrics
 from stemclean.spectral import SAMPLE_RATE
 
@@ -124,3 +125,15 @@ def test_page_assembles_the_sections_whose_results_exist(smoke, tmp_path):
     assert page.startswith("# Benchmarks") and report.REGENERATE in page
     assert quality.markdown(results).rstrip() in page
     assert "## Artifact ladder calibration" not in page
+
+
+def test_model_hook_scores_stemclean_at_each_step_count(smoke, tmp_path):
+    """A pass-through graph with the model's interface must score as the identity at every step count."""
+    _, tmp = smoke
+    model = write_gain_model(tmp_path / "pass.onnx", stem_gain=1.0)
+    results = quality.run(tmp / "corpus", tmp / "none", "test", 1.0, (0.5,), 0, None, model, ["1", "2", "auto"],
+                          tmp_path / "img")
+    ladder = {s["method"]: s for s in results["summary"] if (s["source"], s["stem"]) == ("ladder t=0.5", "all")}
+    for steps in ("1", "2", "auto"):
+        assert ladder[f"stemclean@{steps}"]["si_sdr"] == pytest.approx(ladder["identity"]["si_sdr"], abs=0.1)
+    assert (report.ROOT / results["plots"]["steps"]).exists()

@@ -6,14 +6,16 @@ the sum of the other sources ``o``:
 - a leaky soft mask computed from noise-perturbed magnitude estimates and applied to the mixture, so the stem keeps the
   mixture's phase (phasing) and the mask jitter leaves isolated bins behind (musical noise);
 - bleed: the other sources added back through smooth time-frequency leak masks;
+- holes: parts of the stem taken out through the same kind of mask, as a separator that misses some of it;
 - temporal smearing: the magnitude estimates smoothed over time, as a long receptive field does;
 - lost transients: frames at the stem's onsets attenuated;
 - a high-frequency cutoff (Spleeter zeroes everything above ~11 kHz).
 
 The operators are combined at random, and their strength grows with ``t``. Whatever they produce, the artifact
-``raw - s`` is finally rescaled so that the SI-SDR of the result against ``s`` is ``schedule.target_sdr_db(t)``.
-The result is therefore ``s + g * a`` for one artifact ``a``: the ladder is linear in the artifact, which the sampler's
-update ``schedule.reblend`` assumes.
+``raw - s`` is finally rescaled so that the SI-SDR of the result against ``s`` is ``schedule.target_sdr_db(t)``
+(scaled down only: where the operators fall short, more bleed is added rather than overshooting). The result is
+therefore ``s + g * a`` for one artifact ``a``: the ladder is linear in the artifact, which the sampler's update
+``schedule.reblend`` assumes.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ _EPS = 1e-10
 
 # Probability of each operator per stem type. Spleeter's outputs (vocals, accompaniment) nearly always lose the top
 # end; drums are the stems whose transients a separator smears or drops.
-_DEFAULT_ODDS = {"mask": 0.85, "bleed": 0.6, "smear": 0.5, "transients": 0.35, "cutoff": 0.3}
+_DEFAULT_ODDS = {"mask": 0.85, "bleed": 0.6, "holes": 0.4, "smear": 0.5, "transients": 0.35, "cutoff": 0.3}
 _ODDS_BY_STEM = {
     "vocals": {**_DEFAULT_ODDS, "cutoff": 0.6},
     "accompaniment": {**_DEFAULT_ODDS, "cutoff": 0.6},
@@ -51,12 +53,10 @@ def degrade_spec(
     stem_spec = np.asarray(stem_spec, dtype=np.complex64)
     other_spec = np.asarray(other_spec, dtype=np.complex64)
     length = HOP_LENGTH * (stem_spec.shape[-1] - 1)
-    mix_spec = stem_spec + other_spec
-    silent = _energy(stem_spec) < SILENT_FLOOR * _energy(mix_spec)
-    raw = _raw_estimate(stem_spec, other_spec, t, rng, stem_type, silent)
-    artifact = istft(raw - stem_spec, length)
-    gain = _artifact_gain(istft(stem_spec, length), artifact, _energy(istft(mix_spec, length)), t)
-    return (stem_spec + gain * stft(artifact)).astype(np.complex64)
+    stem = istft(stem_spec, length)
+    mix_energy = _energy(istft(stem_spec + other_spec, length))
+    artifact = _scaled_artifact(stem_spec, other_spec, stem, mix_energy, t, rng, stem_type)
+    return (stem_spec + stft(artifact)).astype(np.complex64)
 
 
 def degrade(
@@ -65,16 +65,58 @@ def degrade(
     """Degraded waveform (channels, samples) at level ``t``, from the true stem and the sum of the other sources."""
     stem = np.asarray(stem, dtype=np.float32)
     others = np.asarray(others, dtype=np.float32)
-    mix_energy = _energy(stem + others)
-    stem_spec = stft(stem)
-    raw = _raw_estimate(stem_spec, stft(others), t, rng, stem_type, _energy(stem) < SILENT_FLOOR * mix_energy)
-    artifact = istft(raw - stem_spec, stem.shape[-1])
-    gain = _artifact_gain(stem, artifact, mix_energy, t)
-    return (stem + gain * artifact).astype(np.float32)
+    artifact = _scaled_artifact(stft(stem), stft(others), stem, _energy(stem + others), t, rng, stem_type)
+    return (stem + artifact).astype(np.float32)
 
 
 def _energy(x: np.ndarray) -> float:
     return float(np.vdot(x, x).real)
+
+
+def _scaled_artifact(
+    stem_spec: np.ndarray, other_spec: np.ndarray, stem: np.ndarray, mix_energy: float, t: float,
+    rng: np.random.Generator, stem_type: str,
+) -> np.ndarray:
+    """The waveform artifact ``g * a`` that puts ``stem`` at level ``t``.
+
+    When the operators fall short of the target (``g > 1``), scaling up would overshoot the raw estimate and subtract
+    an inverted copy of the stem, which no separator produces. Bleed of the others and holes in the stem, through
+    fresh leak masks, are added instead, just enough to reach the target; both are bounded (at most all of the others,
+    at most all of the stem, in each bin), so only a target beyond their reach is met by scaling up the rest of the way.
+    """
+    length = stem.shape[-1]
+    silent = _energy(stem) < SILENT_FLOOR * mix_energy
+    artifact = istft(_raw_estimate(stem_spec, other_spec, t, rng, stem_type, silent) - stem_spec, length)
+    gain = _artifact_gain(stem, artifact, mix_energy, t)
+    if gain > 1.0 and not silent:
+        fill = _leak_mask(other_spec.shape, 1.0, rng) * other_spec - _leak_mask(stem_spec.shape, 1.0, rng) * stem_spec
+        fill = istft(fill, length)
+        artifact = artifact + _fill_to_reach(stem, artifact, fill, float(target_sdr_db(t))) * fill
+        gain = _artifact_gain(stem, artifact, mix_energy, t)
+    return (gain * artifact).astype(np.float32)
+
+
+def _fill_to_reach(stem: np.ndarray, artifact: np.ndarray, fill: np.ndarray, target_db: float) -> float:
+    """The amount ``b`` in [0, 1] for which SI-SDR(stem + artifact + b * fill, stem) is ``target_db``, by bisection.
+
+    SI-SDR of ``stem + artifact + b * fill`` is a ratio of quadratics in ``b`` built from six inner products, so
+    each bisection step costs nothing. Returns 1 when even the whole fill does not reach the target.
+    """
+    ss, sa, sb = _energy(stem), float(np.vdot(stem, artifact).real), float(np.vdot(stem, fill).real)
+    aa, ab, bb = _energy(artifact), float(np.vdot(artifact, fill).real), _energy(fill)
+
+    def si_sdr(b: float) -> float:
+        along = (ss + sa + b * sb) ** 2 / ss
+        total = ss + aa + b * b * bb + 2 * sa + 2 * b * sb + 2 * b * ab
+        return 10 * np.log10(along / max(total - along, _EPS))
+
+    low, high = 0.0, 1.0
+    if si_sdr(high) > target_db:
+        return high
+    for _ in range(30):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if si_sdr(mid) > target_db else (low, mid)
+    return high
 
 
 def _artifact_gain(stem: np.ndarray, artifact: np.ndarray, mix_energy: float, t: float) -> float:
@@ -110,7 +152,9 @@ def _raw_estimate(
     if use["mask"]:
         estimate = _leaky_mask(stem_spec, other_spec, t, rng, smear=use["smear"])
     if use["bleed"]:
-        estimate = estimate + _leak_mask(other_spec.shape, t, rng) * other_spec
+        estimate = estimate + _leak_mask(other_spec.shape, rng.uniform(0.1, 0.3 + 0.7 * t), rng) * other_spec
+    if use["holes"]:
+        estimate = estimate - _leak_mask(stem_spec.shape, rng.uniform(0.1, 0.3 + 0.7 * t), rng) * stem_spec
     if use["transients"]:
         estimate = estimate * _transient_gain(stem_spec, t, rng)
     if use["cutoff"]:
@@ -138,15 +182,14 @@ def _leaky_mask(
     return mask * (stem_spec + other_spec)
 
 
-def _leak_mask(shape: tuple[int, ...], t: float, rng: np.random.Generator) -> np.ndarray:
-    """Smooth, sparse time-frequency blobs in [0, depth]: where a separator lets the other sources through."""
+def _leak_mask(shape: tuple[int, ...], depth: float, rng: np.random.Generator) -> np.ndarray:
+    """Smooth, sparse time-frequency blobs in [0, depth]: where a separator lets the others through or misses the stem."""
     _, bins, frames = shape
     block_bins, block_frames = 48, 8
     coarse = rng.standard_normal((1, -(-bins // block_bins), -(-frames // block_frames)), dtype=np.float32)
     blobs = np.maximum(coarse - np.float32(rng.uniform(0.0, 1.0)), 0.0)
     fine = np.repeat(np.repeat(blobs, block_bins, axis=1)[:, :bins], block_frames, axis=2)[:, :, :frames]
     fine = uniform_filter1d(uniform_filter1d(fine, block_bins, axis=1), block_frames, axis=2)
-    depth = rng.uniform(0.1, 0.3 + 0.7 * t)
     return (depth * fine / max(float(fine.max()), _EPS)).astype(np.float32)
 
 
