@@ -87,7 +87,7 @@ def test_ladder_degrades_over_twenty_two_second_stereo_examples_per_second():
     stem, others = _song()
     stem_spec, other_spec = spectral.stft(stem), spectral.stft(others)
     rng = np.random.default_rng(6)
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the machine is shared, and the ladder runs on one core
     for _ in range(50):
         degrade_spec(stem_spec, other_spec, rng.random(), rng)
-    assert 50 / (time.perf_counter() - start) > 20.0
+    assert 50 / (time.process_time() - start) > 20.0
