@@ -20,7 +20,7 @@ from pathlib import Path
 from stemclean import audio, engine
 from stemclean.stems import guess_stem_type
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
 CLEAN_SUFFIX = "_clean"
 MIX_NAMES = ("mixture", "mix")
 # audio-separator names its outputs "<track>_(<Stem>)_<model>"; the stem name sits in the last parentheses.

@@ -58,6 +58,16 @@ def test_demucs_layout_with_mix_dir_mirrors_the_tree_and_resumes(tmp_path, cli_e
     assert {r["status"] for r in json.loads(forced.stdout)} == {"cleaned"}
 
 
+def test_mp3_mixes_are_found_and_their_padding_tolerated(tmp_path, cli_env):
+    separated, songs = _demucs_tree(tmp_path, tracks=("song_a",))
+    wav = songs / "song_a.wav"
+    sf.write(songs / "song_a.mp3", sf.read(wav)[0], RATE)
+    wav.unlink()
+    result = _batch(separated, "--mix-dir", songs, "-s", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert {r["status"] for r in json.loads(result.stdout)} == {"cleaned"}
+
+
 def test_audio_separator_names_with_mix_from_stems(tmp_path, mix_model, monkeypatch):
     """With a graph that returns its mix, each output is the sum of the track's stems."""
     monkeypatch.setenv("STEMCLEAN_MODEL", str(mix_model))
