@@ -44,7 +44,7 @@ def step_levels(t_start: float, steps: int) -> list[float]:
 
 def reblend(x: np.ndarray, x0: np.ndarray, t: float, t_next: float) -> np.ndarray:
     """Cold-diffusion update: move the current estimate ``x`` to level ``t_next`` around the prediction ``x0``."""
-    return x0 + (sigma(t_next) / sigma(t)) * (x - x0)
+    return x0 + float(sigma(t_next) / sigma(t)) * (x - x0)
 
 
 def stem_residual_coherence(stem_spec: np.ndarray, mix_spec: np.ndarray) -> float:
