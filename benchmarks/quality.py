@@ -11,8 +11,8 @@ with ``--model``, stemclean at every requested step count. Metrics: SI-SDR and i
 stem and true residual as sources, the multi-resolution STFT distance, and the gap closed
 ``(method - input) / (oracle - input)`` in SI-SDR.
 
-Run: ``python -m benchmarks.quality [--model models/stemclean-v1.onnx --steps 1,2,4,auto]``; ``--smoke`` runs on a
-tiny synthetic corpus in seconds.
+Run: ``python -m benchmarks.quality [--model PATH --steps 1,2,4,auto]`` (the shipped model is scored by default when
+it exists); ``--smoke`` runs on a tiny synthetic corpus in seconds.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ import numpy as np
 import soundfile as sf
 import typer
 
+import stemclean
 from benchmarks import report
+from stemclean.engine import ModelError, default_model_path, load_model
 from stemclean.eval import baselines, metrics
 from stemclean.spectral import SAMPLE_RATE
 from stemclean.train.degrade import degrade
@@ -133,9 +135,6 @@ def baseline_methods() -> dict[str, Method]:
 
 def model_methods(model_path: Path, steps: list[str]) -> dict[str, Method]:
     """stemclean at each step count, through the public ``stemclean.clean`` (soundfile layout in and out)."""
-    import stemclean
-    from stemclean.engine import load_model
-
     model = load_model(model_path, device="cpu")
 
     def at(step: int | str) -> Method:
@@ -351,7 +350,8 @@ def main(
     levels: str = typer.Option(",".join(f"{t:g}" for t in LEVELS), help="Ladder levels, comma-separated."),
     seed: int = typer.Option(0, help="Seed of the ladder cases."),
     max_songs: int = typer.Option(None, help="Score only the first N songs."),
-    model: Path = typer.Option(None, help="A stemclean .onnx model to score beside the baselines."),
+    model: str = typer.Option("auto", help="stemclean model to score beside the baselines: a .onnx path, 'auto' (the "
+                              "shipped or $STEMCLEAN_MODEL model, when there is one) or 'none'."),
     steps: str = typer.Option("1,2,4,auto", help="Sampler step counts for --model, comma-separated."),
     out: Path = typer.Option(None, help="Results folder (default benchmarks/results; docs/img for plots)."),
     smoke: bool = typer.Option(False, help="Run on a tiny synthetic corpus in a temporary folder (seconds)."),
@@ -360,6 +360,9 @@ def main(
     import torch
 
     torch.set_num_threads(1)  # BSS Eval runs on torch; one thread leaves the other core to training
+    model_path = None if model == "none" else default_model_path() if model == "auto" else Path(model)
+    if model == "auto" and not model_path.is_file():
+        model_path = None
     level_values = tuple(float(v) for v in levels.split(","))
     step_values = [s.strip() for s in steps.split(",")]
     if smoke:
@@ -368,8 +371,8 @@ def main(
         seconds, level_values = 2.0, (0.5,)
     results_dir, images = (out, out / "img") if out else (report.RESULTS, report.IMAGES)
     try:
-        results = run(corpus, spleeter, split, seconds, level_values, seed, max_songs, model, step_values, images)
-    except (FileNotFoundError, ValueError) as error:
+        results = run(corpus, spleeter, split, seconds, level_values, seed, max_songs, model_path, step_values, images)
+    except (FileNotFoundError, ValueError, ModelError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from None
     path = report.save_results("quality.json", results, results_dir)
