@@ -79,6 +79,15 @@ class CorpusSampler:
         return self._read(song / f"{stem}.wav", start, channel)
 
     def draw(self) -> Example:
+        """One example; a song whose files are being rewritten by the renderer is skipped, not fatal."""
+        for _ in range(20):
+            try:
+                return self._draw_once()
+            except (OSError, RuntimeError):
+                self.refresh()
+        raise RuntimeError(f"cannot read training songs under {self.corpus}")
+
+    def _draw_once(self) -> Example:
         rng = self.rng
         for _ in range(8):  # prefer segments where the stem is playing; a silent stem is still a valid case
             song = self.songs[rng.integers(len(self.songs))]
