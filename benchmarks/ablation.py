@@ -1,0 +1,77 @@
+"""Ablations: trunk only vs ControlNet phases vs plain joint training, each trained for the same number of steps.
+
+The models come from ``scripts/train_ablations.sh`` (runs/ablation-*/model.onnx). Each is scored at one sampler step
+on the same test-split cases as the quality benchmark: real Spleeter outputs and the ladder's strongest level.
+
+    python -m benchmarks.ablation
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from benchmarks import quality, report
+
+VARIANTS = {
+    "trunk-only": "trunk alone (stem only, no mixture)",
+    "phased": "ControlNet phases: trunk, then control branch, then joint",
+    "joint": "plain joint training of trunk + control from scratch",
+}
+
+
+def run(runs: Path, corpus: Path, spleeter: Path, seconds: float, level: float) -> dict:
+    """Mean SI-SDR change per variant and case source, one step each."""
+    songs = quality.split_songs(corpus, "test")
+    methods = {name: quality.model_methods(runs / f"ablation-{name}" / "model.onnx", ["1"])["stemclean@1"]
+               for name in VARIANTS if (runs / f"ablation-{name}" / "model.onnx").exists()}
+    rows = []
+    for case in quality.cases(corpus, spleeter, "test", seconds, (level,), 0, songs):
+        if case.source == "clean":
+            continue
+        case_rows, _ = quality.score(case, methods)
+        rows += case_rows
+    means = {}
+    for row in rows:
+        means.setdefault((row["method"], row["source"]), []).append(row["delta_si_sdr"])
+    return {"meta": report.provenance(), "songs": songs, "excerpt_s": seconds,
+            "budget_steps": {name: _steps(runs / f"ablation-{name}" / "log.jsonl") for name in methods},
+            "results": [{"variant": m, "source": s, "delta_si_sdr": float(np.mean(v)), "cases": len(v)}
+                        for (m, s), v in sorted(means.items())]}
+
+
+def _steps(log: Path) -> int:
+    return sum(1 for _ in log.open()) if log.exists() else 0
+
+
+def markdown(results: dict) -> str:
+    """The ablation section of docs/BENCHMARKS.md."""
+    body = [[r["variant"], VARIANTS[r["variant"]], results["budget_steps"][r["variant"]], r["source"], r["cases"],
+             r["delta_si_sdr"]] for r in results["results"]]
+    return "\n".join([
+        "## Ablations", "",
+        report.how_measured(results["meta"]),
+        f"Each variant trained by `scripts/train_ablations.sh` for the same small budget of optimizer steps, then scored "
+        f"at one sampler step on {len(results['songs'])} test songs ({results['excerpt_s']:g} s excerpts). ΔSI-SDR in "
+        "dB over the input; higher is better. The budget is far below the shipped model's, so these compare training "
+        "recipes, not final quality.", "",
+        report.table(["variant", "what", "steps", "cases", "n", "ΔSI-SDR"], body),
+    ]) + "\n"
+
+
+def main(
+    runs: Path = typer.Option(Path("runs")),
+    corpus: Path = typer.Option(Path("data/corpus")),
+    spleeter: Path = typer.Option(Path("data/spleeter")),
+    seconds: float = typer.Option(12.0),
+    level: float = typer.Option(0.75, help="Ladder level scored beside the Spleeter cases."),
+) -> None:
+    """Score the ablation models and save benchmarks/results/ablation.json."""
+    path = report.save_results("ablation.json", run(runs, corpus, spleeter, seconds, level))
+    typer.echo(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
