@@ -194,3 +194,17 @@ def test_pan_is_constant_power():
         assert np.sum(stereo**2) == pytest.approx(2 * np.sum(tone**2), rel=1e-4)
     left = mixing.pan(tone, -1.0)
     assert np.abs(left[1]).max() < 1e-6
+
+
+def test_render_degrade_benchmark_smoke_path(tiny_corpus, tmp_path):
+    """CI's smoke path on real renders: rendered songs -> ladder damage -> the quality benchmark's metrics."""
+    from benchmarks import quality
+
+    out, entries = tiny_corpus
+    entry = next(iter(entries.values())) if isinstance(entries, dict) else entries[0]
+    results = quality.run(out, tmp_path / "no-spleeter", entry["split"], 3.0, (0.5,), 0, None, None, [], tmp_path / "img")
+    by_key = {(s["source"], s["stem"], s["method"]): s for s in results["summary"]}
+    ladder_in = by_key[("ladder t=0.5", "all", "identity")]["si_sdr"]
+    assert abs(ladder_in - 20.0) < 1.0, "the ladder at t=0.5 must give the calibrated 20 dB SI-SDR"
+    assert by_key[("clean", "all", "identity")]["si_sdr"] >= 99.0
+    assert by_key[("ladder t=0.5", "all", "identity")]["mrstft"] > by_key[("clean", "all", "identity")]["mrstft"]
