@@ -93,7 +93,7 @@ def test_auto_leaves_a_clean_stem_untouched_and_cleans_a_bleeding_one(gain_model
     assert np.array_equal(stemclean.clean(true_stem, mix, 44100, model=model), true_stem)
     bleeding = true_stem + 0.5 * others
     out = stemclean.clean(bleeding, mix, 44100, model=model)
-    assert _gain(out, bleeding) < 0.5  # at least one step of the halving graph ran
+    assert _gain(out, bleeding) <= 0.5 + 1e-4  # at least one step of the halving graph ran (an untouched stem: 1.0)
 
 
 def _sine(freq: float, seconds: float, rate: int) -> np.ndarray:
