@@ -57,7 +57,7 @@ def markdown(results: dict) -> str:
         f"at one sampler step on {len(results['songs'])} test songs ({results['excerpt_s']:g} s excerpts). ΔSI-SDR in "
         "dB over the input; higher is better. The budget is far below the shipped model's, so these compare training "
         "recipes, not final quality.", "",
-        report.table(["variant", "what", "steps", "cases", "n", "ΔSI-SDR"], body),
+        report.table(["variant", "what", "steps", "cases from", "n", "ΔSI-SDR"], body),
     ]) + "\n"
 
 
