@@ -24,7 +24,7 @@ import typer
 
 from benchmarks import quality, report
 from stemclean import schedule
-from stemclean.eval import metrics
+from stemclean.train import metrics
 from stemclean.spectral import N_FFT, SAMPLE_RATE, stft
 from stemclean.train.degrade import degrade, degrade_spec
 

@@ -32,7 +32,7 @@ import typer
 import stemclean
 from benchmarks import report
 from stemclean.engine import ModelError, default_model_path, load_model
-from stemclean.eval import baselines, metrics
+from stemclean.train import baselines, metrics
 from stemclean.spectral import SAMPLE_RATE
 from stemclean.train.degrade import degrade
 

@@ -5,7 +5,7 @@ Measured, each in its own process so peak RSS belongs to one job:
 - ``stemclean run`` at steps 1, 2, 4 and auto (the default): real-time factor with the process's whole wall time
   (Python start, imports and model load included) and with the engine's own time (load excluded), and peak RSS;
 - the 20-minute memory check: the same default run on a 20-minute file must peak within 1.3x the 3-minute one;
-- norbert's Wiener filter (2 sources, 1 iteration, ``stemclean.eval.baselines.wiener``) and a bare STFT -> iSTFT of
+- norbert's Wiener filter (2 sources, 1 iteration, ``stemclean.train.baselines.wiener``) and a bare STFT -> iSTFT of
   stem and mix (``stemclean.spectral``, the floor any STFT-domain cleaner pays), on the same audio in the same run;
 - ``stemclean batch`` on two 1-minute stems, ``-j 1`` (one process, 2 onnxruntime threads) against ``-j 2``
   (two processes, 1 thread each).
@@ -113,7 +113,7 @@ def _run_baseline(name: str, stem_path: Path, mix_path: Path) -> None:
     stem, mix = (sf.read(p, dtype="float32")[0].T for p in (stem_path, mix_path))
     started = time.perf_counter()
     if name == "wiener":
-        from stemclean.eval import baselines  # norbert lives in the [train] extra
+        from stemclean.train import baselines  # norbert lives in the [train] extra
 
         baselines.wiener(stem, mix, RATE)
     else:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stemclean import spectral
-from stemclean.eval import metrics
+from stemclean.train import metrics
 from stemclean.schedule import target_sdr_db
 from stemclean.train.degrade import degrade, degrade_spec
 

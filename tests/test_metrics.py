@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stemclean.eval import baselines, metrics
+from stemclean.train import baselines, metrics
 
 SR = 44100
 

@@ -10,7 +10,7 @@ import soundfile as sf
 
 from benchmarks import calibrate, quality, report
 from conftest import write_gain_model
-from stemclean.eval import metrics
+from stemclean.train import metrics
 from stemclean.spectral import SAMPLE_RATE
 
 

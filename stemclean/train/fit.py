@@ -127,7 +127,7 @@ class CorpusSampler:
 
 
 def _si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
-    # Used only to place a Spleeter segment on the ladder; the benchmark's metrics live in stemclean.eval.
+    # Used only to place a Spleeter segment on the ladder; the benchmark's metrics live in stemclean.train.metrics.
     scale = np.dot(estimate, reference) / (np.dot(reference, reference) + 1e-12)
     target = scale * reference
     return float(10 * np.log10((np.sum(target**2) + 1e-12) / (np.sum((estimate - target) ** 2) + 1e-12)))
