@@ -17,6 +17,7 @@ import typer
 
 from stemclean.train.corpus import load_manifest
 from stemclean.train.export import load_checkpoint
+from stemclean.train.fit import parse_plan
 
 
 def corpus_summary(corpus: Path, spleeter: Path) -> dict:
@@ -57,7 +58,7 @@ def main(
         "architecture": {"width": net.width, "dilations": list(net.dilations), "control_branch": net.use_control,
                          "parameters": sum(p.numel() for p in net.parameters())},
         "training": {"plan": state["plan"], "examples": state["examples"],
-                     "optimizer_steps": sum(int(item.split(":")[1]) for item in state["plan"].split(",")),
+                     "optimizer_steps": sum(steps for _, steps in parse_plan(state["plan"])),
                      "wall_time_hours": round(state["wall_time"] / 3600, 2), "commit": state["commit"],
                      "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch CPU"},
         "data": corpus_summary(corpus, spleeter),

@@ -24,7 +24,8 @@ import torch
 import typer
 
 from stemclean import schedule, spectral
-from stemclean.stems import STEM_TYPES, stem_index
+from stemclean.stems import stem_index
+from stemclean.train import metrics
 from stemclean.train.corpus import load_manifest
 from stemclean.train.degrade import degrade_spec
 from stemclean.train.export import git_commit
@@ -103,7 +104,7 @@ class CorpusSampler:
         clean_spec, mix_spec = spectral.stft(clean[None]), spectral.stft(mix[None])
         if use_real:
             damaged = self._read(self.spleeter[song.name] / f"{stem}.wav", start, channel)
-            level = float(schedule.level_for_sdr(_si_sdr(damaged, clean)))
+            level = float(schedule.level_for_sdr(metrics.si_sdr(damaged, clean)))
             damaged_spec = spectral.stft(damaged[None])
         elif rng.random() < self.clean_fraction:
             level, damaged_spec = 0.0, clean_spec
@@ -124,13 +125,6 @@ class CorpusSampler:
             "level": torch.tensor([e.level for e in examples], dtype=torch.float32),
             "stem_type": torch.tensor([e.stem_type for e in examples], dtype=torch.long),
         }
-
-
-def _si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
-    # Used only to place a Spleeter segment on the ladder; the benchmark's metrics live in stemclean.train.metrics.
-    scale = np.dot(estimate, reference) / (np.dot(reference, reference) + 1e-12)
-    target = scale * reference
-    return float(10 * np.log10((np.sum(target**2) + 1e-12) / (np.sum((estimate - target) ** 2) + 1e-12)))
 
 
 _WINDOW = torch.hann_window(spectral.N_FFT)
