@@ -146,8 +146,7 @@ def propose_coherence(levels: list[dict], clean: list[dict], pairs: list[dict]) 
 
     def errors(constants: dict) -> dict:
         def estimate(coherence):
-            span = constants["at_one"] - constants["at_zero"]
-            return np.clip((np.asarray(coherence) - constants["at_zero"]) / span, 0.0, 1.0)
+            return schedule.level_for_coherence(coherence, constants["at_zero"], constants["at_one"])
         clean_levels = estimate([r["coherence"] for r in clean])
         out = {
             "ladder_mae": float(np.mean(np.abs(estimate(c) - t))),

@@ -160,15 +160,14 @@ def _model_rate_streams(stem: Source, mix: Source) -> tuple[Blocks, Blocks]:
 def estimate_level(stem: Source, mix: Source) -> float:
     """The file's start level: the per-chunk spectral estimates, weighted by how much evidence each chunk holds.
 
-    The weight is the one :func:`schedule.stem_residual_coherence` gives its bins (the weaker side's magnitude), so a
-    quiet or one-sided chunk counts little, as it would in a whole-file estimate.
+    The weight is the evidence of :func:`schedule.coherence_evidence` (its bins' total weight), so a quiet or
+    one-sided chunk counts little, as it would in a whole-file estimate.
     """
     stem_blocks, mix_blocks = _model_rate_streams(stem, mix)
     total = weighted = 0.0
     for s, m in zip(audio.rebuffer(stem_blocks, STEP), audio.rebuffer(mix_blocks, STEP)):
-        stem_spec, mix_spec = spectral.stft(s), spectral.stft(m)
-        weight = float(np.sum(np.minimum(np.abs(stem_spec), np.abs(mix_spec - stem_spec))))
-        weighted += weight * schedule.estimate_start_level(stem_spec, mix_spec)
+        coherence, weight = schedule.coherence_evidence(spectral.stft(s), spectral.stft(m))
+        weighted += weight * float(schedule.level_for_coherence(coherence))
         total += weight
     return weighted / total if total > 1e-9 else 0.0
 

@@ -48,13 +48,14 @@ def reblend(x: np.ndarray, x0: np.ndarray, t: float, t_next: float) -> np.ndarra
     return x0 + float(sigma(t_next) / sigma(t)) * (x - x0)
 
 
-def stem_residual_coherence(stem_spec: np.ndarray, mix_spec: np.ndarray) -> float:
-    """Phase coherence between the stem and the residual ``mix - stem``, in [-1, 1].
+def coherence_evidence(stem_spec: np.ndarray, mix_spec: np.ndarray) -> tuple[float, float]:
+    """Phase coherence between the stem and the residual ``mix - stem``, in [-1, 1], and the evidence behind it.
 
     A true stem and the other sources are independent, so their per-bin phases are unrelated and the coherence is near
     zero. A separator's error, whether bleed (the stem holds a share of the others) or loss (the residual holds a share
     of the stem), puts the same content on both sides with the same phase, so the coherence rises toward one. Bins are
-    weighted by the weaker side's magnitude: only bins where both sides carry energy tell anything.
+    weighted by the weaker side's magnitude: only bins where both sides carry energy tell anything. The evidence is the
+    total of those weights, so estimates from several chunks can be weighted by how much each one saw.
     """
     resid = mix_spec - stem_spec
     weight = np.minimum(np.abs(stem_spec), np.abs(resid))
@@ -62,8 +63,13 @@ def stem_residual_coherence(stem_spec: np.ndarray, mix_spec: np.ndarray) -> floa
     cos_phase = np.real(cross) / np.maximum(np.abs(cross), 1e-12)
     total = float(np.sum(weight))
     if total <= 1e-9:
-        return 0.0
-    return float(np.sum(weight * cos_phase) / total)
+        return 0.0, total
+    return float(np.sum(weight * cos_phase) / total), total
+
+
+def stem_residual_coherence(stem_spec: np.ndarray, mix_spec: np.ndarray) -> float:
+    """The coherence of :func:`coherence_evidence` alone."""
+    return coherence_evidence(stem_spec, mix_spec)[0]
 
 
 # The coherence that maps to t = 0 and t = 1. Measured on 30 s excerpts of rendered songs (benchmarks/calibrate.py
@@ -73,10 +79,14 @@ COHERENCE_AT_ZERO = 0.02
 COHERENCE_AT_ONE = 0.8
 
 
-def estimate_start_level(stem_spec: np.ndarray, mix_spec: np.ndarray) -> float:
-    """Spectral estimate of the input's artifact level, from stem/residual coherence. Clean stems give ~0."""
-    c = stem_residual_coherence(stem_spec, mix_spec)
-    return float(np.clip((c - COHERENCE_AT_ZERO) / (COHERENCE_AT_ONE - COHERENCE_AT_ZERO), 0.0, 1.0))
+def level_for_coherence(
+    coherence: float | np.ndarray, at_zero: float = COHERENCE_AT_ZERO, at_one: float = COHERENCE_AT_ONE
+) -> float | np.ndarray:
+    """The artifact level a stem/residual coherence implies, clipped to [0, 1]; clean stems give ~0.
+
+    ``at_zero`` and ``at_one`` default to the shipped calibration; the calibration benchmark passes candidates.
+    """
+    return np.clip((np.asarray(coherence, dtype=np.float64) - at_zero) / (at_one - at_zero), 0.0, 1.0)
 
 
 def auto_schedule(t_start: float) -> list[float]:
