@@ -20,6 +20,8 @@ from pathlib import Path
 
 import typer
 
+from stemclean.files import write_text_atomic
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 IMAGES = ROOT / "docs" / "img"
@@ -100,11 +102,9 @@ def save_figure(fig, path: Path) -> Path:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` through a temporary file in the same folder, so a reader never sees half a file."""
+    """Write ``text`` atomically, making its folder first (results and docs folders may not exist yet)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
 
 
 def save_results(name: str, results: dict, folder: Path = RESULTS) -> Path:

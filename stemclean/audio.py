@@ -12,13 +12,14 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+from stemclean.files import atomic_path
 
 # Frames per block read from disk: large enough to keep Python overhead low, small enough to keep memory flat.
 BLOCK_FRAMES = 1 << 16
@@ -211,19 +212,6 @@ def output_subtype(fmt: str, requested: str | None, source: Source) -> str:
     return source.subtype if sf.check_format(fmt, source.subtype) else sf.default_subtype(fmt)
 
 
-@contextmanager
-def _atomic_path(final: Path):
-    """A temporary path beside ``final`` that replaces it only if the block finishes; never a partial output."""
-    fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield name
-        os.replace(name, final)
-    finally:
-        if os.path.exists(name):
-            os.unlink(name)
-
-
 def write(
     blocks: Iterable[np.ndarray],
     path: Path | None,
@@ -243,7 +231,7 @@ def write(
         raise AudioError(f"unknown clip mode {clip_mode!r}; expected one of {', '.join(CLIP_MODES)}")
     target = path if path is not None else Path(tempfile.mkdtemp(prefix="stemclean-out-")) / "out"
     try:
-        with _atomic_path(target) as final_name:
+        with atomic_path(target) as final_name:
             if clip_mode == "rescale":
                 peak, gain = _write_rescaled(blocks, final_name, rate, channels, fmt, subtype)
             else:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 
+from stemclean.files import write_text_atomic
 from stemclean.train.corpus import load_manifest
 from stemclean.train.export import load_checkpoint
 from stemclean.train.fit import parse_plan
@@ -66,9 +67,7 @@ def main(
         "metrics_source": str(quality) if quality.exists() else None,
     }
     path = model.with_suffix(".json")
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(card, indent=2) + "\n")
     typer.echo(f"wrote {path}")
 
 

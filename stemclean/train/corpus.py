@@ -29,6 +29,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from stemclean.files import write_text_atomic
 from stemclean.spectral import SAMPLE_RATE
 from stemclean.train import drums, midi, mixing, songs, voices
 
@@ -135,12 +136,9 @@ def minutes_per_split(entries: dict[str, dict]) -> dict[str, float]:
 
 
 def _write_manifest(out: Path, entries: dict[str, dict], seed: int) -> None:
-    path = out / MANIFEST
-    tmp = path.with_name(MANIFEST + ".tmp")
-    tmp.write_text(json.dumps({"seed": seed, "sample_rate": SAMPLE_RATE, "stems": list(MIX_ORDER),
-                               "minutes": minutes_per_split(entries), "songs": [entries[k] for k in sorted(entries)]},
-                              indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(out / MANIFEST, json.dumps({
+        "seed": seed, "sample_rate": SAMPLE_RATE, "stems": list(MIX_ORDER), "minutes": minutes_per_split(entries),
+        "songs": [entries[k] for k in sorted(entries)]}, indent=1))
 
 
 def load_manifest(out: Path) -> dict[str, dict]:

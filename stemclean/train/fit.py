@@ -13,7 +13,6 @@ Checkpoints are written atomically every ``--save-every`` steps, and a rerun of 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 import typer
 
 from stemclean import schedule, spectral
+from stemclean.files import atomic_path
 from stemclean.stems import stem_index
 from stemclean.train import metrics
 from stemclean.train.corpus import load_manifest
@@ -206,9 +206,8 @@ def configure_phase(model: Denoiser, phase: str, lr: float) -> torch.optim.Optim
 
 
 def save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def main(

@@ -12,7 +12,6 @@ The true counterparts are the corpus ``vocals.wav`` and ``drums + bass + other``
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,7 @@ import numpy as np
 import soundfile as sf
 import typer
 
+from stemclean.files import write_text_atomic
 from stemclean.spectral import SAMPLE_RATE
 from stemclean.train.corpus import console, load_manifest, progress_bar, write_folder
 
@@ -99,9 +99,7 @@ def build_pairs(corpus: Path, out: Path, venv: Path = DEFAULT_VENV, splits: tupl
             seconds = time.perf_counter() - began
             write_folder(out / split / song_id, estimates)
             timings[song_id] = {"audio_s": round(mixture.shape[0] / SAMPLE_RATE, 2), "separate_s": round(seconds, 2)}
-            tmp = timings_path.with_name(TIMINGS + ".tmp")
-            tmp.write_text(json.dumps(timings, indent=1, sort_keys=True))
-            os.replace(tmp, timings_path)
+            write_text_atomic(timings_path, json.dumps(timings, indent=1, sort_keys=True))
             progress.console.log(f"{song_id} [{split}] {mixture.shape[0] / SAMPLE_RATE:.0f} s in {seconds:.1f} s")
             done += 1
             progress.update(task, completed=done)
