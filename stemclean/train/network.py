@@ -59,8 +59,9 @@ def _complex_features(stem: torch.Tensor, mix: torch.Tensor) -> tuple[torch.Tens
         norm = torch.sqrt(a.pow(2).sum(1, keepdim=True) * b.pow(2).sum(1, keepdim=True) + _EPS**2)
         return torch.cat([re / norm, im / norm], dim=1)
 
-    trunk = torch.cat([log_mag(s), s], dim=1)  # [B, 3, F, T]
-    control = torch.cat([log_mag(m), log_mag(r), log_mag(s) - log_mag(m), phase_agreement(s, r)], dim=1)  # [B, 5, F, T]
+    log_s, log_m = log_mag(s), log_mag(m)
+    trunk = torch.cat([log_s, s], dim=1)  # [B, 3, F, T]
+    control = torch.cat([log_m, log_mag(r), log_s - log_m, phase_agreement(s, r)], dim=1)  # [B, 5, F, T]
     return trunk, control
 
 
