@@ -75,10 +75,21 @@ def test_sampler_draws_ladder_and_clean_cases(tiny_corpus):
     assert np.all(diff[damaged] > 0)
 
 
+def test_bleed_loss_sees_the_residual_not_other_error():
+    rng = np.random.default_rng(3)
+    target, resid = (torch.from_numpy(rng.standard_normal((1, 2, 64, 40)).astype(np.float32)) for _ in range(2))
+    noise = torch.from_numpy(rng.standard_normal((1, 2, 64, 40)).astype(np.float32))
+    mix = target + resid
+    with_bleed = fit.bleed_db(target + 0.1 * resid, target, mix).item()
+    with_noise = fit.bleed_db(target + 0.1 * noise, target, mix).item()
+    assert abs(with_bleed - (-20.0)) < 1.0  # 10% of an equally loud residual is -20 dB of bleed
+    assert with_noise < with_bleed - 10.0
+
+
 def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     run = tmp_path / "run"
     common = dict(run=run, corpus=tiny_corpus, spleeter=tmp_path / "none", batch_size=2, lr=1e-3, width=8,
-                  consistency=0.5, save_every=2, threads=1, seed=0)
+                  consistency=0.5, real_fraction=0.3, init=None, bleed_weight=0.01, save_every=2, threads=1, seed=0)
     fit.main(plan="trunk:2,control:2", **common)
     first = torch.load(run / "last.pt", weights_only=False)
     assert (first["phase_index"], first["phase_step"]) == (1, 2)
@@ -89,6 +100,13 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["phase"] for r in log] == ["trunk"] * 2 + ["control"] * 2 + ["joint"] * 2
     assert all(np.isfinite(r["loss"]) for r in log)
+
+    tuned = tmp_path / "tuned"
+    fit.main(plan="joint:2", **{**common, "run": tuned, "init": run / "last.pt"})
+    parent, child = torch.load(run / "last.pt", weights_only=False), torch.load(tuned / "last.pt", weights_only=False)
+    assert child["history"] == [{"plan": "trunk:2,control:2,joint:2", "run": str(run)}]
+    assert child["examples"] == parent["examples"] + 2 * common["batch_size"]
+    assert not torch.equal(child["model"]["zero_convs.0.weight"], parent["model"]["zero_convs.0.weight"])
 
     model, _ = load_checkpoint(run / "last.pt")
     path = tmp_path / "model.onnx"

@@ -58,8 +58,9 @@ def main(
         "size_mb": round(model.stat().st_size / 1e6, 2),
         "architecture": {"width": net.width, "dilations": list(net.dilations), "control_branch": net.use_control,
                          "parameters": sum(p.numel() for p in net.parameters())},
-        "training": {"plan": state["plan"], "examples": state["examples"],
-                     "optimizer_steps": sum(steps for _, steps in parse_plan(state["plan"])),
+        "training": {"plan": state["plan"], "fine_tuned_from": state.get("history", []), "examples": state["examples"],
+                     "optimizer_steps": sum(steps for stage in [*state.get("history", []), state]
+                                            for _, steps in parse_plan(stage["plan"])),
                      "wall_time_hours": round(state["wall_time"] / 3600, 2), "commit": state["commit"],
                      "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch CPU"},
         "data": corpus_summary(corpus, spleeter),

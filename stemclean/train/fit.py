@@ -160,11 +160,28 @@ def loss_terms(pred: torch.Tensor, target: torch.Tensor, mix: torch.Tensor) -> d
     projection = dot / (energy[:, None] + 1e-8) * wave_t
     si_sdr = 10 * torch.log10(projection.pow(2).sum(-1) / ((wave_p - projection).pow(2).sum(-1) + 1e-8) + 1e-8)
     neg_si_sdr = -(si_sdr[active].mean() if active.any() else si_sdr.sum() * 0)
-    return {"spectral": spectral_l1, "mrstft": mrstft / 3, "neg_si_sdr": neg_si_sdr}
+    bleed = bleed_db(p, t, mix / scale)
+    bleed = bleed[active].mean() if active.any() else bleed.sum() * 0
+    return {"spectral": spectral_l1, "mrstft": mrstft / 3, "neg_si_sdr": neg_si_sdr, "bleed_db": bleed}
 
 
-def total_loss(terms: dict[str, torch.Tensor]) -> torch.Tensor:
-    return terms["spectral"] + terms["mrstft"] + 0.01 * terms["neg_si_sdr"]
+def bleed_db(pred: torch.Tensor, target: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+    """Energy of the true residual left in the prediction, relative to the target, in dB (a differentiable SIR).
+
+    BSS-eval's SIR projects the error onto the other sources through a short filter; a complex gain per STFT bin is the
+    spectral analogue: for each frequency, the error's least-squares projection onto the true residual ``mix - target``
+    over time. The SI-SDR and spectral losses alone let the model trade bleed for fewer artifacts.
+    """
+    error, resid = pred - target, mix - target
+    cross_re = (error[:, 0] * resid[:, 0] + error[:, 1] * resid[:, 1]).sum(-1)
+    cross_im = (error[:, 1] * resid[:, 0] - error[:, 0] * resid[:, 1]).sum(-1)
+    resid_energy = resid.pow(2).sum(1).sum(-1)
+    interference = ((cross_re.pow(2) + cross_im.pow(2)) / (resid_energy + 1e-8)).sum(-1)
+    return 10 * torch.log10(interference / (target.pow(2).sum((1, 2, 3)) + 1e-8) + 1e-4)
+
+
+def total_loss(terms: dict[str, torch.Tensor], bleed_weight: float = 0.01) -> torch.Tensor:
+    return terms["spectral"] + terms["mrstft"] + 0.01 * terms["neg_si_sdr"] + bleed_weight * terms["bleed_db"]
 
 
 def consistency_input(model: Denoiser, batch: dict[str, torch.Tensor], rng: np.random.Generator) -> dict:
@@ -219,6 +236,9 @@ def main(
     lr: float = typer.Option(1e-3),
     width: int = typer.Option(32),
     consistency: float = typer.Option(0.3, help="Share of batches trained on the sampler's own intermediate states."),
+    real_fraction: float = typer.Option(0.3, help="Share of vocals/accompaniment examples taken from real Spleeter pairs."),
+    init: Path = typer.Option(None, help="Start a new run from this checkpoint's weights (fine-tuning)."),
+    bleed_weight: float = typer.Option(0.01, help="Weight of the bleed (differentiable SIR) loss, per dB."),
     save_every: int = typer.Option(100),
     threads: int = typer.Option(2),
     seed: int = typer.Option(0),
@@ -231,13 +251,22 @@ def main(
     model = Denoiser(width=width)
     state = {"phase_index": 0, "phase_step": 0, "wall_time": 0.0, "examples": 0}
     last = run / "last.pt"
-    saved = None
+    saved, history = None, []
     if last.exists():
         saved = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(saved["model"])
         state = {k: saved[k] for k in state}
+        history = saved.get("history", [])
         typer.echo(f"resuming {last}: phase {state['phase_index']} step {state['phase_step']}", err=True)
-    sampler = CorpusSampler(corpus, spleeter, "train", seed=seed + 1000 * state["phase_index"] + state["phase_step"])
+    elif init is not None:
+        parent = torch.load(init, map_location="cpu", weights_only=False)
+        model.load_state_dict(parent["model"])
+        # The parent's training counts toward this model's totals, and its plan stays on record for the model card.
+        state.update(wall_time=parent["wall_time"], examples=parent["examples"])
+        history = [*parent.get("history", []), {"plan": parent["plan"], "run": str(init.parent)}]
+        typer.echo(f"starting from the weights of {init}", err=True)
+    sampler = CorpusSampler(corpus, spleeter, "train", seed=seed + 1000 * state["phase_index"] + state["phase_step"],
+                            real_fraction=real_fraction)
     rng = np.random.default_rng(seed + 7)
     log = (run / "log.jsonl").open("a")
 
@@ -255,7 +284,7 @@ def main(
                 batch = consistency_input(model, batch, rng)
             pred = model(batch["stem"], batch["mix"], batch["level"], batch["stem_type"])
             terms = loss_terms(pred, batch["clean"], batch["mix"])
-            loss = total_loss(terms)
+            loss = total_loss(terms, bleed_weight)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -272,6 +301,7 @@ def main(
             if (step + 1) % save_every == 0 or step + 1 == n_steps:
                 checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "model_config": {"width": width}, "use_control": model.use_control, "plan": plan,
+                              "history": history, "real_fraction": real_fraction, "bleed_weight": bleed_weight,
                               "commit": git_commit(), **state}
                 save(last, checkpoint)
                 sampler.refresh()
