@@ -28,6 +28,8 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "stemclean-v
 DEFAULT_THREADS = 2
 OVERLAP = 86 * spectral.HOP_LENGTH  # ~1.0 s of crossfade between neighbouring chunks
 STEP = 775 * spectral.HOP_LENGTH  # ~9.0 s of new audio per chunk
+# The start-level estimate is an average over bins, so every fourth frame gives the same number for a quarter of the cost.
+LEVEL_HOP = 4 * spectral.HOP_LENGTH
 # A mix may be this much longer or shorter than its stem (encoder padding, resampling); beyond it the pair is refused.
 LENGTH_TOLERANCE_S = 0.3
 
@@ -166,7 +168,8 @@ def estimate_level(stem: Source, mix: Source) -> float:
     stem_blocks, mix_blocks = _model_rate_streams(stem, mix)
     total = weighted = 0.0
     for s, m in zip(audio.rebuffer(stem_blocks, STEP), audio.rebuffer(mix_blocks, STEP)):
-        coherence, weight = schedule.coherence_evidence(spectral.stft(s), spectral.stft(m))
+        s_spec, m_spec = spectral.stft(s, hop=LEVEL_HOP), spectral.stft(m, hop=LEVEL_HOP)
+        coherence, weight = schedule.coherence_evidence(s_spec, m_spec)
         weighted += weight * float(schedule.level_for_coherence(coherence))
         total += weight
     return weighted / total if total > 1e-9 else 0.0

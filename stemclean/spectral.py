@@ -20,14 +20,17 @@ N_BINS = N_FFT // 2 + 1
 _WINDOW = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
 
 
-def stft(audio: np.ndarray) -> np.ndarray:
-    """Complex STFT of ``audio`` shaped (..., samples) -> (..., N_BINS, frames), complex64."""
+def stft(audio: np.ndarray, hop: int = HOP_LENGTH) -> np.ndarray:
+    """Complex STFT of ``audio`` shaped (..., samples) -> (..., N_BINS, frames), complex64.
+
+    A ``hop`` other than HOP_LENGTH gives a sparser set of the same frames, for statistics that need no inverse.
+    """
     audio = np.asarray(audio, dtype=np.float32)
     pad = N_FFT // 2
     mode = "reflect" if audio.shape[-1] > pad else "constant"
     padded = np.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(pad, pad)], mode=mode)
-    n_frames = 1 + (padded.shape[-1] - N_FFT) // HOP_LENGTH
-    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT, axis=-1)[..., ::HOP_LENGTH, :][..., :n_frames, :]
+    n_frames = 1 + (padded.shape[-1] - N_FFT) // hop
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT, axis=-1)[..., ::hop, :][..., :n_frames, :]
     spec = np.fft.rfft(frames * _WINDOW, axis=-1).astype(np.complex64)
     return np.swapaxes(spec, -1, -2)
 
