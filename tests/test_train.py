@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from stemclean import spectral
+from stemclean import audio, engine, spectral
 from stemclean.train import fit
 from stemclean.train.export import export, load_checkpoint, parity_error
 from stemclean.train.network import Denoiser, band_edges
@@ -73,6 +73,25 @@ def test_sampler_draws_ladder_and_clean_cases(tiny_corpus):
     damaged = levels > 0.3
     diff = (batch["stem"] - batch["clean"]).pow(2).sum(dim=(1, 2, 3)).numpy()
     assert np.all(diff[damaged] > 0)
+
+
+def test_real_pairs_carry_the_level_the_engine_will_estimate(tiny_corpus, tmp_path):
+    spleeter = tmp_path / "spleeter"
+    for song in ("song0", "song1"):
+        folder = tiny_corpus / "train" / song
+        mix, _ = sf.read(folder / "mixture.wav", dtype="float32")
+        vocals, _ = sf.read(folder / "vocals.wav", dtype="float32")
+        (spleeter / "train" / song).mkdir(parents=True)
+        # a crude separator: the vocals with a fifth of the accompaniment left in
+        sf.write(spleeter / "train" / song / "vocals.wav", vocals + 0.2 * (mix - vocals), spectral.SAMPLE_RATE)
+        sf.write(spleeter / "train" / song / "accompaniment.wav", 0.8 * (mix - vocals), spectral.SAMPLE_RATE)
+    sampler = fit.CorpusSampler(tiny_corpus, spleeter, "train", seed=2, real_fraction=1.0)
+    batch = sampler.batch(4)
+    expected = {engine.estimate_level(audio.file_source(spleeter / "train" / song / f"{stem}.wav"),
+                                      audio.file_source(tiny_corpus / "train" / song / "mixture.wav"))
+                for song in ("song0", "song1") for stem in ("vocals", "accompaniment")}
+    assert all(min(abs(level - e) for e in expected) < 1e-6 for level in batch["level"].tolist())
+    assert min(expected) > 0.3, "a separator's bleed must read as damage"
 
 
 def test_bleed_loss_sees_the_residual_not_other_error():
