@@ -12,7 +12,7 @@ import torch
 
 from stemclean import audio, engine, spectral
 from stemclean.train import fit
-from stemclean.train.export import export, load_checkpoint, parity_error
+from stemclean.train.export import export, load_checkpoint, parity_error, save_weights
 from stemclean.train.network import Denoiser, band_edges
 
 
@@ -120,10 +120,13 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     assert [r["phase"] for r in log] == ["trunk"] * 2 + ["control"] * 2 + ["joint"] * 2
     assert all(np.isfinite(r["loss"]) for r in log)
 
+    shipped = tmp_path / "shipped" / "weights.pt"  # what export --weights ships beside the ONNX file
+    save_weights(run / "last.pt", shipped)
+    assert "optimizer" not in torch.load(shipped, weights_only=False)
     tuned = tmp_path / "tuned"
-    fit.main(plan="joint:2", **{**common, "run": tuned, "init": run / "last.pt"})
+    fit.main(plan="joint:2", **{**common, "run": tuned, "init": shipped})
     parent, child = torch.load(run / "last.pt", weights_only=False), torch.load(tuned / "last.pt", weights_only=False)
-    assert child["history"] == [{"plan": "trunk:2,control:2,joint:2", "run": str(run)}]
+    assert child["history"] == [{"plan": "trunk:2,control:2,joint:2", "run": str(shipped.parent)}]
     assert child["examples"] == parent["examples"] + 2 * common["batch_size"]
     assert not torch.equal(child["model"]["zero_convs.0.weight"], parent["model"]["zero_convs.0.weight"])
 

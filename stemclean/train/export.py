@@ -3,7 +3,7 @@
 The legacy exporter (``dynamo=False``) is used on purpose: the dynamo exporter's optimiser folds tiny constants such as
 the 1e-5 epsilons to zero and can pin the time axis (see DESIGN.md §7).
 
-    python -m stemclean.train.export runs/main/final.pt models/stemclean-v1.onnx
+    python -m stemclean.train.export runs/finetune/last.pt models/stemclean-v1.onnx --weights models/stemclean-v1.pt
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 import typer
 
 from stemclean import __version__, schedule, spectral
+from stemclean.files import atomic_path
 from stemclean.stems import STEM_TYPES
 from stemclean.train.network import Denoiser
 
@@ -103,10 +104,29 @@ def load_checkpoint(path: Path) -> tuple[Denoiser, dict]:
     return model, state
 
 
-def main(checkpoint: Path, output: Path, tolerance: float = 1e-4) -> None:
+def save_weights(checkpoint: Path, path: Path) -> None:
+    """Keep CHECKPOINT's weights and training record without the optimizer state (a third of the size).
+
+    Shipped beside the ONNX file, this lets ``fit --init`` fine-tune the shipped model even after ``runs/`` is gone.
+    """
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state.pop("optimizer", None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def main(
+    checkpoint: Path,
+    output: Path,
+    tolerance: float = 1e-4,
+    weights: Path = typer.Option(None, help="Also save the weights and training record here, for later fine-tuning."),
+) -> None:
     """Export CHECKPOINT to OUTPUT and fail if onnxruntime disagrees with torch."""
     model, state = load_checkpoint(checkpoint)
     export(model, output, state.get("commit", "unknown"))
+    if weights is not None:
+        save_weights(checkpoint, weights)
     error = parity_error(model, output)
     typer.echo(f"exported {output} ({output.stat().st_size / 1e6:.1f} MB), parity error {error:.2e}")
     if error > tolerance:
