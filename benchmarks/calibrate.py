@@ -24,8 +24,8 @@ import typer
 
 from benchmarks import quality, report
 from stemclean import schedule
-from stemclean.train import metrics
 from stemclean.spectral import N_FFT, SAMPLE_RATE, stft
+from stemclean.train import metrics
 from stemclean.train.degrade import degrade, degrade_spec
 
 LEVELS = (0.0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 1.0)

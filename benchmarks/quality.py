@@ -32,8 +32,8 @@ import typer
 import stemclean
 from benchmarks import report
 from stemclean.engine import ModelError, default_model_path, load_model
-from stemclean.train import baselines, metrics
 from stemclean.spectral import SAMPLE_RATE
+from stemclean.train import baselines, metrics
 from stemclean.train.degrade import degrade
 
 CORPUS_STEMS = ("vocals", "drums", "bass", "other")

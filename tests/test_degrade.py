@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from stemclean import spectral
-from stemclean.train import metrics
 from stemclean.schedule import target_sdr_db
+from stemclean.train import metrics
 from stemclean.train.degrade import degrade, degrade_spec
 
 SR = spectral.SAMPLE_RATE

@@ -7,11 +7,11 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import write_gain_model
 
 from benchmarks import calibrate, quality, report
-from conftest import write_gain_model
-from stemclean.train import metrics
 from stemclean.spectral import SAMPLE_RATE
+from stemclean.train import metrics
 
 
 def _fake_spleeter(corpus, root):

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from stemclean.spectral import N_BINS, SAMPLE_RATE, N_FFT
+from stemclean.spectral import N_BINS, N_FFT, SAMPLE_RATE
 from stemclean.stems import STEM_TYPES
 
 # Band widths in Hz, from the bottom up: narrow where pitch lives, wide where only the envelope matters.
