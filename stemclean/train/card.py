@@ -42,6 +42,13 @@ def _overall_metrics(quality: Path) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "stem"} for row in summary if row["stem"] == "all"]
 
 
+def _weights_entry(weights: Path) -> dict | None:
+    """The torch weights shipped beside the model (``export --weights``), the starting point for ``fit --init``."""
+    if not weights.exists():
+        return None
+    return {"file": weights.name, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+
+
 def main(
     checkpoint: Path,
     model: Path,
@@ -56,6 +63,7 @@ def main(
         "file": model.name,
         "sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
         "size_mb": round(model.stat().st_size / 1e6, 2),
+        "weights": _weights_entry(model.with_suffix(".pt")),
         "architecture": {"width": net.width, "dilations": list(net.dilations), "control_branch": net.use_control,
                          "parameters": sum(p.numel() for p in net.parameters())},
         "training": {"plan": state["plan"], "fine_tuned_from": state.get("history", []), "examples": state["examples"],
