@@ -269,6 +269,11 @@ def markdown(results: dict) -> str:
         f"at most {goals['peak_rss_mb']:.0f} MB peak. Default settings (`--steps auto`): "
         f"{auto['rtf_with_load']:.1f}x real time with model load, {auto['peak_rss_mb']:.0f} MB peak.",
     ]
+    if {"1", "4"} <= runs.keys():
+        # Each extra step is one more model pass, so the 1-step to 4-step difference isolates the network's cost.
+        per_step = (runs["4"]["engine_s"] - runs["1"]["engine_s"]) / (3 * results["seconds"])
+        lines += ["", f"Model time per step: {per_step * 1000:.0f} ms per second of audio (the engine-time difference "
+                      "between 4 steps and 1 step, divided by 3 steps and the audio's length)."]
     if "long_run" in results:
         long = results["long_run"]
         ratio = long["peak_rss_mb"] / auto["peak_rss_mb"]
