@@ -104,16 +104,14 @@ def load_checkpoint(path: Path) -> tuple[Denoiser, dict]:
     return model, state
 
 
-def save_weights(checkpoint: Path, path: Path) -> None:
-    """Keep CHECKPOINT's weights and training record without the optimizer state (a third of the size).
+def save_weights(state: dict, path: Path) -> None:
+    """Save a checkpoint's weights and training record without the optimizer state (a third of the size).
 
     Shipped beside the ONNX file, this lets ``fit --init`` fine-tune the shipped model even after ``runs/`` is gone.
     """
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    state.pop("optimizer", None)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        torch.save({k: v for k, v in state.items() if k != "optimizer"}, tmp)
 
 
 def main(
@@ -126,7 +124,7 @@ def main(
     model, state = load_checkpoint(checkpoint)
     export(model, output, state.get("commit", "unknown"))
     if weights is not None:
-        save_weights(checkpoint, weights)
+        save_weights(state, weights)
     error = parity_error(model, output)
     typer.echo(f"exported {output} ({output.stat().st_size / 1e6:.1f} MB), parity error {error:.2e}")
     if error > tolerance:
