@@ -66,7 +66,11 @@ def _complex_features(stem: torch.Tensor, mix: torch.Tensor) -> tuple[torch.Tens
 
 
 class BandSplit(nn.Module):
-    """Projects each band's bins x features to ``width`` channels: [B, feat, F, T] -> [B, width, K, T]."""
+    """Projects each band's bins x features to ``width`` channels: [B, feat, F, T] -> [B, width, K, T].
+
+    The projections are applied as ``weight @ x`` on [B, features * bins, T] slices, so the time axis stays last and
+    the exported graph needs no transposes (they once took a fifth of onnxruntime's time).
+    """
 
     def __init__(self, n_features: int, width: int):
         super().__init__()
@@ -78,14 +82,17 @@ class BandSplit(nn.Module):
         b, c, _, t = feats.shape
         bands = []
         for (start, stop), proj in zip(self.edges, self.proj):
-            chunk = feats[:, :, start:stop, :].permute(0, 3, 1, 2).reshape(b, t, c * (stop - start))
-            bands.append(proj(chunk))
-        out = torch.stack(bands, dim=1).permute(0, 3, 1, 2)  # [B, width, K, T]
-        return self.norm(out)
+            chunk = feats[:, :, start:stop, :].reshape(b, c * (stop - start), t)  # features-major, as proj expects
+            bands.append(torch.matmul(proj.weight, chunk) + proj.bias[:, None])
+        return self.norm(torch.stack(bands, dim=2))  # [B, width, K, T]
 
 
 class BandMerge(nn.Module):
-    """Maps [B, width, K, T] back to ``n_out`` values per STFT bin: [B, n_out, F, T]."""
+    """Maps [B, width, K, T] back to ``n_out`` values per STFT bin: [B, n_out, F, T].
+
+    Like :class:`BandSplit` it keeps time last: the last layer's rows (stored bin-major, ``bins x n_out``) are
+    reordered output-major, so each band's result reshapes straight into [B, n_out, bins, T].
+    """
 
     def __init__(self, width: int, n_out: int):
         super().__init__()
@@ -97,12 +104,15 @@ class BandMerge(nn.Module):
         )
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        b, _, _, t = hidden.shape
+        b, width, _, t = hidden.shape
         outs = []
-        for k, ((start, stop), proj) in enumerate(zip(self.edges, self.proj)):
-            y = proj(hidden[:, :, k, :].transpose(1, 2))  # [B, T, bins * n_out]
-            outs.append(y.reshape(b, t, stop - start, self.n_out))
-        return torch.cat(outs, dim=2).permute(0, 3, 2, 1)  # [B, n_out, F, T]
+        for k, ((start, stop), (first, act, last)) in enumerate(zip(self.edges, self.proj)):
+            bins = stop - start
+            h = act(torch.matmul(first.weight, hidden[:, :, k, :]) + first.bias[:, None])  # [B, width, T]
+            weight = last.weight.reshape(bins, self.n_out, width).transpose(0, 1).reshape(-1, width)
+            bias = last.bias.reshape(bins, self.n_out).t().reshape(-1, 1)
+            outs.append((torch.matmul(weight, h) + bias).reshape(b, self.n_out, bins, t))
+        return torch.cat(outs, dim=2)  # [B, n_out, F, T]
 
 
 class Block(nn.Module):
