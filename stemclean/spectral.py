@@ -31,13 +31,13 @@ def stft(audio: np.ndarray, hop: int = HOP_LENGTH) -> np.ndarray:
     padded = np.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(pad, pad)], mode=mode)
     n_frames = 1 + (padded.shape[-1] - N_FFT) // hop
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT, axis=-1)[..., ::hop, :][..., :n_frames, :]
-    spec = np.fft.rfft(frames * _WINDOW, axis=-1).astype(np.complex64)
+    spec = np.fft.rfft(frames * _WINDOW, axis=-1).astype(np.complex64, copy=False)  # float32 in: already complex64
     return np.swapaxes(spec, -1, -2)
 
 
 def istft(spec: np.ndarray, length: int) -> np.ndarray:
     """Inverse of :func:`stft` by windowed overlap-add, trimmed to ``length`` samples, float32."""
-    frames = np.fft.irfft(np.swapaxes(spec, -1, -2), n=N_FFT, axis=-1).astype(np.float32) * _WINDOW
+    frames = np.fft.irfft(np.swapaxes(spec, -1, -2), n=N_FFT, axis=-1).astype(np.float32, copy=False) * _WINDOW
     n_frames = frames.shape[-2]
     total = N_FFT + HOP_LENGTH * (n_frames - 1)
     out = np.zeros(frames.shape[:-2] + (total,), dtype=np.float32)
