@@ -120,8 +120,10 @@ def test_stem_midi_keeps_every_non_note_event():
     notes = midi.read_notes(mid)
     plan = midi.plan_stems(mid, notes)
     bass_only = midi.silence_notes(mid, [n for n in notes if plan.stem_of[n.on] != "bass"])
-    non_note = lambda m: [msg for track in m.tracks for msg in track
-                          if msg.type not in ("note_on", "note_off")]
+
+    def non_note(m):
+        return [msg for track in m.tracks for msg in track if msg.type not in ("note_on", "note_off")]
+
     assert non_note(bass_only) == non_note(mid)
     kept = midi.read_notes(bass_only)
     assert kept and all(n.channel in plan.bass_channels for n in kept)

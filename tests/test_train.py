@@ -37,8 +37,8 @@ def tiny_corpus(tmp_path_factory):
             "bass": _tone(55 * (i + 1), 3, rng),
             "other": _tone(1320, 3, rng),
         }
-        for name, audio in stems.items():
-            sf.write(song / f"{name}.wav", audio, spectral.SAMPLE_RATE, subtype="FLOAT")
+        for name, samples in stems.items():
+            sf.write(song / f"{name}.wav", samples, spectral.SAMPLE_RATE, subtype="FLOAT")
         sf.write(song / "mixture.wav", sum(stems.values()), spectral.SAMPLE_RATE, subtype="FLOAT")
         songs.append({"id": f"song{i}", "split": "train"})
     (root / "manifest.json").write_text(json.dumps({"songs": songs}))

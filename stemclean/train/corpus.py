@@ -27,7 +27,14 @@ import numpy as np
 import soundfile as sf
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from stemclean.files import write_text_atomic
 from stemclean.spectral import SAMPLE_RATE
