@@ -29,6 +29,7 @@ PAGE = ROOT / "docs" / "BENCHMARKS.md"
 # (results file, module that measures it and renders its section), in page order.
 SECTIONS = (
     ("quality.json", "benchmarks.quality"),
+    ("bands.json", "benchmarks.bands"),
     ("ablation.json", "benchmarks.ablation"),
     ("calibration.json", "benchmarks.calibrate"),
     ("speed.json", "benchmarks.speed"),

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from conftest import write_gain_model
 
-from benchmarks import calibrate, quality, report
+from benchmarks import bands, calibrate, quality, report
 from stemclean.spectral import SAMPLE_RATE
 from stemclean.train import metrics
 
@@ -137,3 +137,33 @@ def test_model_hook_scores_stemclean_at_each_step_count(smoke, tmp_path):
     for steps in ("1", "2", "auto"):
         assert ladder[f"stemclean@{steps}"]["si_sdr"] == pytest.approx(ladder["identity"]["si_sdr"], abs=0.1)
     assert (report.ROOT / results["plots"]["steps"]).exists()
+
+
+def test_band_table_measures_what_the_separator_kept():
+    """An estimate holding half the truth's amplitude below 1200 Hz and all of it above: kept -6 dB, then 0 dB."""
+    rng = np.random.default_rng(1)
+    truth = (0.1 * rng.standard_normal((2, 2 * SAMPLE_RATE))).astype(np.float32)
+    spectrum = np.fft.rfft(truth, axis=-1)
+    spectrum[:, np.fft.rfftfreq(truth.shape[1], 1.0 / SAMPLE_RATE) < 1200] *= 0.5
+    estimate = np.fft.irfft(spectrum, n=truth.shape[1], axis=-1).astype(np.float32)
+    energies = bands.band_energies(estimate, truth)
+    kept_db = 20 * np.log10(np.abs(energies[:, 2]) / energies[:, 0].real)
+    split = bands.BAND_EDGES_HZ.index(1200)
+    assert kept_db[: split - 1] == pytest.approx(-6.02, abs=0.1)  # the band that straddles 1200 Hz is left out
+    assert kept_db[split:] == pytest.approx(0.0, abs=0.1)
+    error_db = 10 * np.log10(energies[:, 1].real / energies[:, 0].real)
+    assert error_db[: split - 1] == pytest.approx(-6.02, abs=0.1)
+    assert np.all(error_db[split + 1 :] < -30)  # STFT leakage reaches one band up
+
+
+def test_band_table_runs_on_a_corpus_and_renders(smoke, tmp_path):
+    """With a pass-through model, stemclean's band errors are the input's, and the fake Spleeter's 11 kHz cut shows."""
+    _, tmp = smoke
+    results = bands.run(tmp / "corpus", tmp / "spleeter", write_gain_model(tmp_path / "pass.onnx", stem_gain=1.0))
+    rows = [r for r in results["rows"] if r["stem"] == "vocals"]
+    assert len(rows) == len(bands.BAND_EDGES_HZ)  # one per band, then the total
+    for row in rows:
+        assert row["stemclean_error_db"] == pytest.approx(row["input_error_db"], abs=0.01)
+    above_cut = next(r for r in rows if r["band_hz"] == [11000, 14000])
+    assert above_cut["kept_db"] is None or above_cut["kept_db"] < -20
+    assert "## Where the error lives" in bands.markdown(results)
