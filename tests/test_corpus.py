@@ -170,6 +170,18 @@ def test_sung_notes_land_on_time_and_in_tune():
     assert abs(1200 * np.log2(f0 / 220.0)) < 25
 
 
+def test_vibrato_swings_the_pitch_within_a_singers_range():
+    t = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    bent = voices.vibrato(np.sin(2 * np.pi * 220.0 * t).astype(np.float32), np.random.default_rng(4))
+    rising = np.flatnonzero((bent[:-1] < 0) & (bent[1:] >= 0))[5:-5]  # skip the edges, where the delay clamps
+    cents = 1200 * np.log2(SAMPLE_RATE / np.diff(rising) / 220.0)  # the pitch of each cycle
+    low, high = voices.VIBRATO_CENTS
+    assert low * 0.8 < cents.max() < high * 1.2 and -high * 1.2 < cents.min() < -low * 0.8
+    assert abs(np.mean(cents)) < 5  # it swings around the written note, not off it
+    swings = np.sum(np.diff(np.sign(cents - np.mean(cents))) > 0) / 2.0  # upward crossings per second
+    assert voices.VIBRATO_RATE_HZ[0] * 0.8 < swings < voices.VIBRATO_RATE_HZ[1] * 1.2
+
+
 def test_voice_range_is_safe_for_festival():
     moved = voices.fit_to_voice(np.array([72, 79, 84, 91, 60]))
     assert moved.max() <= 67 and moved.min() >= 45

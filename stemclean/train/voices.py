@@ -4,6 +4,10 @@ Festival (``text2wave -mode singing`` with the kal diphone voice) sings each syl
 a whole song's line renders in well under a second, far faster than per-note espeak-ng calls with pitch correction.
 It sings at 16 kHz and crashes on notes above ~500 Hz, so the line is moved by octaves into a male singing range, and
 the result is resampled to the corpus rate with soxr.
+
+Festival holds each note at a dead-steady pitch, and Spleeter does not take such a voice for singing: on our songs its
+vocals stem kept only part of the voice and scored far below its published results on real vocals. A singer's
+vibrato fixes that (``benchmarks/bands.py`` shows how much of the voice the separator keeps), so every line gets one.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ SYLLABLES = (
 # Highest and lowest MIDI pitch the voice sings (G4 ~392 Hz stays clear of Festival's ~500 Hz crash; A2 = 110 Hz).
 _TOP_PITCH = 67
 _BOTTOM_PITCH = 45
+# Vibrato rate (Hz) and depth (cents, peak) are drawn per line from ranges typical of trained singers.
+VIBRATO_RATE_HZ = (5.0, 6.5)
+VIBRATO_CENTS = (25.0, 60.0)
 
 
 def fit_to_voice(pitches: np.ndarray) -> np.ndarray:
@@ -46,6 +53,22 @@ def fit_to_voice(pitches: np.ndarray) -> np.ndarray:
     while (moved < _BOTTOM_PITCH).any():
         moved = np.where(moved < _BOTTOM_PITCH, moved + 12, moved)
     return moved
+
+
+def vibrato(voice: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``voice`` read through a delay that swings at the vibrato rate, which bends its pitch by +/- the depth.
+
+    A delay d(n) changes the pitch by the factor 1 - d'(n); a sine delay of peak slope 2^(cents/1200) - 1 gives the
+    wanted depth. Written with numpy's interpolation because no dependency offers a time-varying delay, and this keeps
+    the voice's formants where Festival put them. The rate drifts slowly, as a singer's does.
+    """
+    rate = rng.uniform(*VIBRATO_RATE_HZ)
+    slope = 2.0 ** (rng.uniform(*VIBRATO_CENTS) / 1200.0) - 1.0
+    n = np.arange(voice.shape[0], dtype=np.float64)
+    drift = 1.0 + 0.1 * np.sin(2 * np.pi * 0.3 * n / SAMPLE_RATE + rng.uniform(0, 2 * np.pi))
+    phase = 2 * np.pi * np.cumsum(rate * drift) / SAMPLE_RATE
+    delay = slope * SAMPLE_RATE / (2 * np.pi * rate) * (1.0 + np.sin(phase))
+    return np.interp(n - delay, n, voice).astype(np.float32)
 
 
 def singing_score(line: list[Note], words: list[str]) -> str:
@@ -82,7 +105,7 @@ def sing(line: list[Note], rng: np.random.Generator, length: int) -> np.ndarray:
         if result.returncode != 0 or not wav.exists():
             raise RuntimeError(f"Festival singing failed (rc {result.returncode}): {result.stderr.strip()[-300:]}")
         sung, rate = sf.read(wav, dtype="float32")
-    sung = soxr.resample(sung, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
+    sung = vibrato(soxr.resample(sung, rate, SAMPLE_RATE, quality="HQ").astype(np.float32), rng)
     n = min(length, sung.shape[0])
     voice[:n] = sung[:n]
     return voice
