@@ -137,3 +137,12 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert meta["commit"] == "test-commit"
     assert int(meta["n_fft"]) == spectral.N_FFT and int(meta["sample_rate"]) == spectral.SAMPLE_RATE
+
+
+def test_card_counts_the_steps_each_stage_took_not_the_ones_it_planned():
+    from stemclean.train.card import _optimizer_steps
+
+    stopped_early = {"plan": "trunk:10,control:20", "phase_index": 1, "phase_step": 5}
+    assert fit.steps_done(stopped_early) == 15
+    history = [{"plan": "joint:8"}, {"plan": "joint:800", "steps": 600}]  # the first has no record: it ran its plan
+    assert _optimizer_steps({**stopped_early, "history": history}) == 8 + 600 + 15

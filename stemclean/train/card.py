@@ -18,7 +18,7 @@ import typer
 from stemclean.files import write_text_atomic
 from stemclean.train.corpus import load_manifest
 from stemclean.train.export import load_checkpoint
-from stemclean.train.fit import parse_plan
+from stemclean.train.fit import parse_plan, steps_done
 
 
 def corpus_summary(corpus: Path, spleeter: Path) -> dict:
@@ -49,6 +49,13 @@ def _weights_entry(weights: Path) -> dict | None:
     return {"file": weights.name, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
 
 
+def _optimizer_steps(state: dict) -> int:
+    """Steps of every stage: recorded where the history has them (older entries ran their whole plan)."""
+    history = state.get("history", [])
+    earlier = sum(stage.get("steps", sum(n for _, n in parse_plan(stage["plan"]))) for stage in history)
+    return earlier + steps_done(state)
+
+
 def main(
     checkpoint: Path,
     model: Path,
@@ -67,8 +74,7 @@ def main(
         "architecture": {"width": net.width, "dilations": list(net.dilations), "control_branch": net.use_control,
                          "parameters": sum(p.numel() for p in net.parameters())},
         "training": {"plan": state["plan"], "fine_tuned_from": state.get("history", []), "examples": state["examples"],
-                     "optimizer_steps": sum(steps for stage in [*state.get("history", []), state]
-                                            for _, steps in parse_plan(stage["plan"])),
+                     "optimizer_steps": _optimizer_steps(state),
                      "wall_time_hours": round(state["wall_time"] / 3600, 2), "commit": state["commit"],
                      "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch CPU"},
         "data": corpus_summary(corpus, spleeter),

@@ -222,6 +222,15 @@ def parse_plan(plan: str) -> list[tuple[str, int]]:
     return phases
 
 
+def steps_done(state: dict) -> int:
+    """Optimizer steps a checkpoint has taken: its plan's finished phases plus the current one's progress.
+
+    A run stopped before its plan's end (for time) has taken fewer steps than the plan names.
+    """
+    phases = parse_plan(state["plan"])
+    return sum(steps for _, steps in phases[: state["phase_index"]]) + state["phase_step"]
+
+
 def configure_phase(model: Denoiser, phase: str, lr: float) -> torch.optim.Optimizer:
     """Trunk: stem-only, control branch off. Control: trunk frozen. Joint: everything trains."""
     model.use_control = phase != "trunk"
@@ -276,7 +285,8 @@ def main(
         model.load_state_dict(parent["model"])
         # The parent's training counts toward this model's totals, and its plan stays on record for the model card.
         state.update(wall_time=parent["wall_time"], examples=parent["examples"])
-        history = [*parent.get("history", []), {"plan": parent["plan"], "run": str(init.parent)}]
+        history = [*parent.get("history", []),
+                   {"plan": parent["plan"], "run": str(init.parent), "steps": steps_done(parent)}]
         typer.echo(f"starting from the weights of {init}", err=True)
     sampler = CorpusSampler(corpus, spleeter, "train", seed=seed + 1000 * state["phase_index"] + state["phase_step"],
                             real_fraction=real_fraction)
