@@ -126,7 +126,7 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     tuned = tmp_path / "tuned"
     fit.main(plan="joint:2", **{**common, "run": tuned, "init": shipped})
     parent, child = torch.load(run / "last.pt", weights_only=False), torch.load(tuned / "last.pt", weights_only=False)
-    assert child["history"] == [{"plan": "trunk:2,control:2,joint:2", "run": str(shipped.parent)}]
+    assert child["history"] == [{"plan": "trunk:2,control:2,joint:2", "run": str(shipped.parent), "steps": 6}]
     assert child["examples"] == parent["examples"] + 2 * common["batch_size"]
     assert not torch.equal(child["model"]["zero_convs.0.weight"], parent["model"]["zero_convs.0.weight"])
 
