@@ -21,7 +21,6 @@ from benchmarks.calibrate import BAND_EDGES_HZ
 from stemclean import spectral
 from stemclean.engine import default_model_path, load_model
 
-STEMS = ("vocals", "accompaniment")
 # Bands holding less of the true stem than this get no *kept* gain: there is nothing there to keep.
 MIN_SHARE = 1e-3
 _TINY = 1e-12
@@ -51,8 +50,8 @@ def run(corpus: Path, spleeter: Path, model_path: Path, split: str = "test") -> 
         folder = corpus / split / song
         mix = quality.read_audio(folder / "mixture.wav")
         stems = {name: quality.read_audio(folder / f"{name}.wav") for name in quality.CORPUS_STEMS}
-        truths = {"vocals": stems["vocals"], "accompaniment": stems["drums"] + stems["bass"] + stems["other"]}
-        for name in STEMS:
+        truths = quality.with_accompaniment(stems)
+        for name in quality.SPLEETER_STEMS:
             path = spleeter / split / song / f"{name}.wav"
             if not path.exists():
                 continue
@@ -63,7 +62,7 @@ def run(corpus: Path, spleeter: Path, model_path: Path, split: str = "test") -> 
             energies.setdefault((name, "stemclean"), []).append(band_energies(np.ascontiguousarray(cleaned),
                                                                               truths[name]))
     rows = []
-    for name in STEMS:
+    for name in quality.SPLEETER_STEMS:
         if (name, "input") not in energies:
             continue
         before, after = sum(energies[(name, "input")]), sum(energies[(name, "stemclean")])

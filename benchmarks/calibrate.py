@@ -102,7 +102,7 @@ def spleeter_pairs(corpus: Path, spleeter: Path, split: str, songs: list[str], s
         if not (spleeter / split / song).is_dir():
             continue
         window, stems, mix = quality.load_excerpt(corpus / split / song, seconds)
-        truths = {"vocals": stems["vocals"], "accompaniment": stems["drums"] + stems["bass"] + stems["other"]}
+        truths = quality.with_accompaniment(stems)
         for stem_index, name in enumerate(quality.SPLEETER_STEMS):
             path = spleeter / split / song / f"{name}.wav"
             if not path.exists():
@@ -126,7 +126,7 @@ def clean_coherence(excerpts: list[tuple[str, dict, np.ndarray]]) -> list[dict]:
     """Stem/residual coherence of every true stem (and the true accompaniment) against its mixture."""
     rows = []
     for song, stems, mix in excerpts:
-        truths = {**stems, "accompaniment": stems["drums"] + stems["bass"] + stems["other"]}
+        truths = quality.with_accompaniment(stems)
         rows += [{"song": song, "stem": name, "coherence": schedule.stem_residual_coherence(stft(audio), stft(mix))}
                  for name, audio in truths.items()]
     return rows

@@ -35,9 +35,9 @@ from stemclean.engine import ModelError, default_model_path, load_model
 from stemclean.spectral import SAMPLE_RATE
 from stemclean.train import baselines, metrics
 from stemclean.train.degrade import degrade
+from stemclean.train.separators import SPLEETER_STEMS
 
 CORPUS_STEMS = ("vocals", "drums", "bass", "other")
-SPLEETER_STEMS = ("vocals", "accompaniment")
 LEVELS = (0.25, 0.5, 0.75)
 # Gap closed is only reported where the oracle beats the input by this much; below it the ratio is noise.
 GAP_MIN_HEADROOM_DB = 0.5
@@ -104,12 +104,17 @@ def split_songs(corpus: Path, split: str) -> list[str]:
     return sorted(song["id"] for song in json.loads(manifest.read_text())["songs"] if song["split"] == split)
 
 
+def with_accompaniment(stems: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The four true stems plus their accompaniment (all but the vocals), the second target of Spleeter 2stems."""
+    return {**stems, "accompaniment": stems["drums"] + stems["bass"] + stems["other"]}
+
+
 def cases(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[float, ...], seed: int,
           songs: list[str]) -> Iterator[Case]:
     """Every case of every song in ``songs``: Spleeter pairs where they exist, ladder levels, and clean stems."""
     for song_index, song in enumerate(songs):
         window, stems, mix = load_excerpt(corpus / split / song, seconds)
-        truths = {**stems, "accompaniment": stems["drums"] + stems["bass"] + stems["other"]}
+        truths = with_accompaniment(stems)
         for name in SPLEETER_STEMS:
             path = spleeter / split / song / f"{name}.wav"
             if path.exists():

@@ -29,10 +29,10 @@ from stemclean.train.corpus import load_manifest
 from stemclean.train.degrade import degrade_spec
 from stemclean.train.export import git_commit
 from stemclean.train.network import Denoiser
+from stemclean.train.separators import SPLEETER_STEMS
 
 SEGMENT_SECONDS = 2.0
 LADDER_STEMS = ("vocals", "drums", "bass", "other", "accompaniment")
-SPLEETER_STEMS = ("vocals", "accompaniment")
 _SILENT_RMS = 1e-4
 
 
