@@ -52,10 +52,9 @@ def run(corpus: Path, spleeter: Path, model_path: Path, split: str = "test") -> 
         stems = {name: quality.read_audio(folder / f"{name}.wav") for name in quality.CORPUS_STEMS}
         truths = quality.with_accompaniment(stems)
         for name in quality.SPLEETER_STEMS:
-            path = spleeter / split / song / f"{name}.wav"
-            if not path.exists():
+            separated = quality.read_separated(spleeter, split, song, name, mix.shape[1])
+            if separated is None:
                 continue
-            separated = quality.fit_length(quality.read_audio(path), mix.shape[1])
             cleaned = stemclean.clean(separated.T, mix.T, spectral.SAMPLE_RATE, steps="auto", stem_type=name,
                                       model=model).T
             energies.setdefault((name, "input"), []).append(band_energies(separated, truths[name]))

@@ -104,10 +104,9 @@ def spleeter_pairs(corpus: Path, spleeter: Path, split: str, songs: list[str], s
         window, stems, mix = quality.load_excerpt(corpus / split / song, seconds)
         truths = quality.with_accompaniment(stems)
         for stem_index, name in enumerate(quality.SPLEETER_STEMS):
-            path = spleeter / split / song / f"{name}.wav"
-            if not path.exists():
+            separated = quality.read_separated(spleeter, split, song, name, mix.shape[1], window)
+            if separated is None:
                 continue
-            separated = quality.fit_length(quality.read_audio(path, window), mix.shape[1])
             measured = _measure(separated, truths[name], mix)
             level = float(schedule.level_for_sdr(measured["si_sdr"]))
             rng = np.random.default_rng([seed, song_index, stem_index])

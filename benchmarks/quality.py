@@ -89,6 +89,13 @@ def fit_length(audio: np.ndarray, length: int) -> np.ndarray:
     return np.pad(audio[:, :length], ((0, 0), (0, max(0, length - audio.shape[1]))))
 
 
+def read_separated(spleeter: Path, split: str, song: str, name: str, length: int,
+                   window: slice | None = None) -> np.ndarray | None:
+    """Spleeter's ``name`` output of ``song`` fitted to ``length`` samples (optionally only ``window``); None if absent."""
+    path = spleeter / split / song / f"{name}.wav"
+    return fit_length(read_audio(path, window), length) if path.exists() else None
+
+
 def load_excerpt(folder: Path, seconds: float) -> tuple[slice, dict[str, np.ndarray], np.ndarray]:
     """The excerpt window of a corpus song, its four stems and its mixture over that window."""
     window = excerpt_window({name: read_audio(folder / f"{name}.wav") for name in CORPUS_STEMS}, seconds)
@@ -116,9 +123,9 @@ def cases(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tupl
         window, stems, mix = load_excerpt(corpus / split / song, seconds)
         truths = with_accompaniment(stems)
         for name in SPLEETER_STEMS:
-            path = spleeter / split / song / f"{name}.wav"
-            if path.exists():
-                yield Case(song, "spleeter", name, fit_length(read_audio(path, window), mix.shape[1]), truths[name], mix)
+            separated = read_separated(spleeter, split, song, name, mix.shape[1], window)
+            if separated is not None:
+                yield Case(song, "spleeter", name, separated, truths[name], mix)
         for level_index, level in enumerate(levels):
             for stem_index, name in enumerate(CORPUS_STEMS):
                 rng = np.random.default_rng([seed, song_index, level_index, stem_index])
