@@ -11,5 +11,5 @@ THREADS=${THREADS:-1}
 
 python -m stemclean.train.fit --run runs/main --plan trunk:800,control:1200,joint:600 --threads "$THREADS"
 python -m stemclean.train.fit --run runs/finetune --init runs/main/last.pt --plan joint:800 --lr 3e-4 \
-    --real-fraction 0.6 --consistency 0.2 --bleed-weight "${BLEED_WEIGHT:-0.1}" --threads "$THREADS"
+    --real-fraction 0.6 --consistency 0.2 --bleed-weight "${BLEED_WEIGHT:-0.03}" --threads "$THREADS"
 python -m stemclean.train.export runs/finetune/last.pt models/stemclean-v1.onnx --weights models/stemclean-v1.pt

@@ -108,7 +108,7 @@ def test_bleed_loss_sees_the_residual_not_other_error():
 def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     run = tmp_path / "run"
     common = dict(run=run, corpus=tiny_corpus, spleeter=tmp_path / "none", batch_size=2, lr=1e-3, width=8,
-                  consistency=0.5, real_fraction=0.3, init=None, bleed_weight=0.01, save_every=2, threads=1, seed=0)
+                  blocks=2, consistency=0.5, real_fraction=0.3, init=None, bleed_weight=0.01, save_every=2, threads=1, seed=0)
     fit.main(plan="trunk:2,control:2", **common)
     first = torch.load(run / "last.pt", weights_only=False)
     assert (first["phase_index"], first["phase_step"]) == (1, 2)
@@ -124,8 +124,9 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     save_weights(torch.load(run / "last.pt", weights_only=False), shipped)
     assert "optimizer" not in torch.load(shipped, weights_only=False)
     tuned = tmp_path / "tuned"
-    fit.main(plan="joint:2", **{**common, "run": tuned, "init": shipped})
+    fit.main(plan="joint:2", **{**common, "run": tuned, "init": shipped, "width": 16, "blocks": 3})
     parent, child = torch.load(run / "last.pt", weights_only=False), torch.load(tuned / "last.pt", weights_only=False)
+    assert child["model_config"] == parent["model_config"] == {"width": 8, "dilations": (1, 2)}  # the parent's shape
     assert child["history"] == [{"plan": "trunk:2,control:2,joint:2", "run": str(shipped.parent), "steps": 6}]
     assert child["examples"] == parent["examples"] + 2 * common["batch_size"]
     assert not torch.equal(child["model"]["zero_convs.0.weight"], parent["model"]["zero_convs.0.weight"])

@@ -22,6 +22,8 @@ from stemclean.stems import STEM_TYPES
 # Band widths in Hz, from the bottom up: narrow where pitch lives, wide where only the envelope matters.
 _BAND_PLAN_HZ = ((1000, 100), (4000, 250), (8000, 500), (16000, 1000), (SAMPLE_RATE // 2, 2000))
 _EPS = 1e-5
+# Each branch's blocks cycle through these time dilations (kernel 5): four blocks see +-30 frames, about +-0.35 s.
+_DILATION_CYCLE = (1, 2, 4, 8)
 
 
 def band_edges() -> list[tuple[int, int]]:
@@ -38,6 +40,11 @@ def band_edges() -> list[tuple[int, int]]:
             edges.append((start, stop))
             start = stop
     return edges
+
+
+def block_dilations(blocks: int) -> tuple[int, ...]:
+    """The time dilations of ``blocks`` blocks per branch: 1, 2, 4, 8, then again from 1."""
+    return tuple(_DILATION_CYCLE[i % len(_DILATION_CYCLE)] for i in range(blocks))
 
 
 def _complex_features(stem: torch.Tensor, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
