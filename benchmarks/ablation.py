@@ -56,7 +56,8 @@ def markdown(results: dict) -> str:
         f"Each variant trained by `scripts/train_ablations.sh` for the same small budget of optimizer steps, then scored "
         f"at one sampler step on {len(results['songs'])} test songs ({results['excerpt_s']:g} s excerpts). ΔSI-SDR in "
         "dB over the input; higher is better. The budget is far below the shipped model's, so these compare training "
-        "recipes, not final quality.", "",
+        "recipes, not final quality. Each variant is one training run (one seed) with the network and ladder of the "
+        "commit above, so differences of a few tenths of a dB are not settled.", "",
         report.table(["variant", "what", "steps", "cases from", "n", "ΔSI-SDR"], body),
     ]) + "\n"
 
