@@ -93,9 +93,8 @@ def _scaled_artifact(
     artifact = istft(_raw_estimate(stem_spec, other_spec, t, rng, stem_type, silent) - stem_spec, length)
     gain = _artifact_gain(stem, artifact, mix_energy, t)
     if gain > 1.0 and not silent:
-        bleed_depth = _FILL_BLEED_DEPTH.get(stem_type, 1.0)
-        fill = _leak_mask(other_spec.shape, bleed_depth, rng) * other_spec - _leak_mask(stem_spec.shape, 1.0, rng) * stem_spec
-        fill = istft(fill, length)
+        bleed = _leak_mask(other_spec.shape, _FILL_BLEED_DEPTH.get(stem_type, 1.0), rng) * other_spec
+        fill = istft(bleed - _leak_mask(stem_spec.shape, 1.0, rng) * stem_spec, length)
         artifact = artifact + _fill_to_reach(stem, artifact, fill, float(target_sdr_db(t))) * fill
         gain = _artifact_gain(stem, artifact, mix_energy, t)
     return (gain * artifact).astype(np.float32)

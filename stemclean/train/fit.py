@@ -27,7 +27,7 @@ from stemclean.files import atomic_path
 from stemclean.stems import stem_index
 from stemclean.train.corpus import load_manifest
 from stemclean.train.degrade import degrade_spec
-from stemclean.train.export import git_commit
+from stemclean.train.export import git_commit, load_checkpoint
 from stemclean.train.network import Denoiser, block_dilations
 from stemclean.train.separators import SPLEETER_STEMS
 
@@ -257,7 +257,7 @@ def main(
     batch_size: int = typer.Option(8),
     lr: float = typer.Option(1e-3),
     width: int = typer.Option(32, help="Channels per band (a new run only; --init and resume keep the parent's)."),
-    blocks: int = typer.Option(4, help="Blocks per branch (a new run only). Each costs ~6 ms per audio second per step."),
+    blocks: int = typer.Option(4, help="Blocks per branch (a new run only); fewer run faster."),
     consistency: float = typer.Option(0.3, help="Share of batches trained on the sampler's own intermediate states."),
     real_fraction: float = typer.Option(0.3, help="Share of vocals/accompaniment examples from real Spleeter pairs."),
     init: Path = typer.Option(None, help="Start a new run from this checkpoint's weights (fine-tuning)."),
@@ -271,30 +271,24 @@ def main(
     torch.manual_seed(seed)
     run.mkdir(parents=True, exist_ok=True)
     phases = parse_plan(plan)
-    model_config = {"width": width, "dilations": block_dilations(blocks)}
     state = {"phase_index": 0, "phase_step": 0, "wall_time": 0.0, "examples": 0}
     last = run / "last.pt"
     saved, history = None, []
     if last.exists():
-        saved = torch.load(last, map_location="cpu", weights_only=False)
-        model_config = saved["model_config"]
-        model = Denoiser(**model_config)
-        model.load_state_dict(saved["model"])
+        model, saved = load_checkpoint(last)
         state = {k: saved[k] for k in state}
         history = saved.get("history", [])
         typer.echo(f"resuming {last}: phase {state['phase_index']} step {state['phase_step']}", err=True)
     elif init is not None:
-        parent = torch.load(init, map_location="cpu", weights_only=False)
-        model_config = parent["model_config"]
-        model = Denoiser(**model_config)
-        model.load_state_dict(parent["model"])
+        model, parent = load_checkpoint(init)
         # The parent's training counts toward this model's totals, and its plan stays on record for the model card.
         state.update(wall_time=parent["wall_time"], examples=parent["examples"])
         history = [*parent.get("history", []),
                    {"plan": parent["plan"], "run": str(init.parent), "steps": steps_done(parent)}]
         typer.echo(f"starting from the weights of {init}", err=True)
     else:
-        model = Denoiser(**model_config)
+        model = Denoiser(width=width, dilations=block_dilations(blocks))
+    model_config = {"width": model.width, "dilations": model.dilations}
     sampler = CorpusSampler(corpus, spleeter, "train", seed=seed + 1000 * state["phase_index"] + state["phase_step"],
                             real_fraction=real_fraction)
     rng = np.random.default_rng(seed + 7)
