@@ -105,6 +105,15 @@ def test_bleed_loss_sees_the_residual_not_other_error():
     assert with_noise < with_bleed - 10.0
 
 
+def test_joint_phase_trains_the_trunk_even_after_a_control_phase_froze_it():
+    model = Denoiser(width=8, dilations=(1, 2))
+    trunk, control = set(map(id, model.trunk_parameters())), set(map(id, model.control_parameters()))
+    fit.configure_phase(model, "control", 1e-3)
+    joint = {id(p) for group in fit.configure_phase(model, "joint", 1e-3).param_groups for p in group["params"]}
+    assert control <= joint and (trunk - {id(model.level_freqs)}) <= joint
+    assert id(model.level_freqs) not in joint
+
+
 def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     run = tmp_path / "run"
     common = dict(run=run, corpus=tiny_corpus, spleeter=tmp_path / "none", batch_size=2, lr=1e-3, width=8,

@@ -232,16 +232,17 @@ def steps_done(state: dict) -> int:
 
 
 def configure_phase(model: Denoiser, phase: str, lr: float) -> torch.optim.Optimizer:
-    """Trunk: stem-only, control branch off. Control: trunk frozen. Joint: everything trains."""
+    """Trunk: stem-only, control branch off. Control: trunk frozen. Joint: everything trains.
+
+    Which parameters train is set from the phase alone, never from the flags an earlier phase left behind.
+    """
     model.use_control = phase != "trunk"
-    trainable = model.trunk_parameters() if phase == "trunk" else (
-        model.control_parameters() if phase == "control" else [p for p in model.parameters() if p.requires_grad])
+    chosen = model.trunk_parameters() if phase == "trunk" else (
+        model.control_parameters() if phase == "control" else list(model.parameters()))
+    trainable = {id(p) for p in chosen} - {id(model.level_freqs)}  # the level embedding's frequencies stay fixed
     for p in model.parameters():
-        p.requires_grad_(False)
-    for p in trainable:
-        p.requires_grad_(True)
-    model.level_freqs.requires_grad_(False)
-    return torch.optim.AdamW([p for p in trainable if p.requires_grad], lr=lr, weight_decay=1e-4)
+        p.requires_grad_(id(p) in trainable)
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
 
 
 def save(path: Path, state: dict) -> None:
