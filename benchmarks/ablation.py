@@ -14,6 +14,7 @@ import numpy as np
 import typer
 
 from benchmarks import quality, report
+from stemclean.engine import Model
 
 VARIANTS = {
     "trunk-only": "trunk alone (stem only, no mixture)",
@@ -25,8 +26,9 @@ VARIANTS = {
 def run(runs: Path, corpus: Path, spleeter: Path, seconds: float, level: float) -> dict:
     """Mean SI-SDR change per variant and case source, one step each."""
     songs = quality.split_songs(corpus, "test")
-    methods = {name: quality.model_methods(runs / f"ablation-{name}" / "model.onnx", ["1"])["stemclean@1"]
-               for name in VARIANTS if (runs / f"ablation-{name}" / "model.onnx").exists()}
+    models = {name: Model(runs / f"ablation-{name}" / "model.onnx", device="cpu")
+              for name in VARIANTS if (runs / f"ablation-{name}" / "model.onnx").exists()}
+    methods = {name: quality.model_methods(model, ["1"])["stemclean@1"] for name, model in models.items()}
     rows = []
     for case in quality.cases(corpus, spleeter, "test", seconds, (level,), 0, songs):
         if case.source == "clean":
@@ -38,6 +40,7 @@ def run(runs: Path, corpus: Path, spleeter: Path, seconds: float, level: float) 
         means.setdefault((row["method"], row["source"]), []).append(row["delta_si_sdr"])
     return {"meta": report.provenance(), "songs": songs, "excerpt_s": seconds,
             "budget_steps": {name: _steps(runs / f"ablation-{name}" / "log.jsonl") for name in methods},
+            "trained_at": {name: model.metadata.get("commit", "unknown")[:7] for name, model in models.items()},
             "results": [{"variant": m, "source": s, "delta_si_sdr": float(np.mean(v)), "cases": len(v)}
                         for (m, s), v in sorted(means.items())]}
 
@@ -48,8 +51,9 @@ def _steps(log: Path) -> int:
 
 def markdown(results: dict) -> str:
     """The ablation section of docs/BENCHMARKS.md."""
-    body = [[r["variant"], VARIANTS[r["variant"]], results["budget_steps"][r["variant"]], r["source"], r["cases"],
-             r["delta_si_sdr"]] for r in results["results"]]
+    body = [[r["variant"], VARIANTS[r["variant"]], results["budget_steps"][r["variant"]],
+             f"`{results['trained_at'][r['variant']]}`", r["source"], r["cases"], r["delta_si_sdr"]]
+            for r in results["results"]]
     return "\n".join([
         "## Ablations", "",
         report.how_measured(results["meta"]),
@@ -57,8 +61,8 @@ def markdown(results: dict) -> str:
         f"at one sampler step on {len(results['songs'])} test songs ({results['excerpt_s']:g} s excerpts). ΔSI-SDR in "
         "dB over the input; higher is better. The budget is far below the shipped model's, so these compare training "
         "recipes, not final quality. Each variant is one training run (one seed) with the network and ladder of the "
-        "commit above, so differences of a few tenths of a dB are not settled.", "",
-        report.table(["variant", "what", "steps", "cases from", "n", "ΔSI-SDR"], body),
+        "commit it was trained at, so differences of a few tenths of a dB are not settled.", "",
+        report.table(["variant", "what", "steps", "trained at", "cases from", "n", "ΔSI-SDR"], body),
     ]) + "\n"
 
 

@@ -31,7 +31,7 @@ import typer
 
 import stemclean
 from benchmarks import report
-from stemclean.engine import ModelError, default_model_path, load_model
+from stemclean.engine import Model, ModelError, default_model_path, load_model
 from stemclean.spectral import SAMPLE_RATE
 from stemclean.train import baselines, metrics
 from stemclean.train.degrade import degrade
@@ -145,9 +145,9 @@ def baseline_methods() -> dict[str, Method]:
     return methods
 
 
-def model_methods(model_path: Path, steps: list[str]) -> dict[str, Method]:
+def model_methods(model: Model | Path, steps: list[str]) -> dict[str, Method]:
     """stemclean at each step count, through the public ``stemclean.clean`` (soundfile layout in and out)."""
-    model = load_model(model_path, device="cpu")
+    model = load_model(model, device="cpu")
 
     def at(step: int | str) -> Method:
         return lambda case: np.ascontiguousarray(stemclean.clean(
