@@ -237,12 +237,12 @@ def configure_phase(model: Denoiser, phase: str, lr: float) -> torch.optim.Optim
     Which parameters train is set from the phase alone, never from the flags an earlier phase left behind.
     """
     model.use_control = phase != "trunk"
-    chosen = model.trunk_parameters() if phase == "trunk" else (
+    trainable = model.trunk_parameters() if phase == "trunk" else (
         model.control_parameters() if phase == "control" else list(model.parameters()))
-    trainable = {id(p) for p in chosen} - {id(model.level_freqs)}  # the level embedding's frequencies stay fixed
+    chosen = set(map(id, trainable))
     for p in model.parameters():
-        p.requires_grad_(id(p) in trainable)
-    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
+        p.requires_grad_(id(p) in chosen)
+    return torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-4)
 
 
 def save(path: Path, state: dict) -> None:

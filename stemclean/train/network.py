@@ -155,7 +155,8 @@ class Denoiser(nn.Module):
         super().__init__()
         self.width, self.dilations, self.cond_dim = width, tuple(dilations), cond_dim
         self.use_control = True
-        self.level_freqs = nn.Parameter(torch.exp(torch.linspace(0, math.log(100.0), cond_dim // 2)), requires_grad=False)
+        # Fixed frequencies of the level embedding: a buffer, so no training phase can pick them up as a parameter.
+        self.register_buffer("level_freqs", torch.exp(torch.linspace(0, math.log(100.0), cond_dim // 2)))
         self.type_embed = nn.Embedding(len(STEM_TYPES), cond_dim)
         self.cond_mlp = nn.Sequential(nn.Linear(cond_dim, cond_dim), nn.GELU(), nn.Linear(cond_dim, cond_dim))
 
