@@ -3,14 +3,16 @@
 These constants are the single source of truth for the signal's shape. They are also written into every exported
 model's metadata, and the engine refuses a model whose metadata disagrees.
 
-The transform is written with numpy's FFT rather than a library STFT because the runtime must not import torch, and
-librosa/scipy would add heavy dependencies for two short functions. It matches ``torch.stft(center=True,
-pad_mode="reflect", window=torch.hann_window(N_FFT))`` so training features and runtime features are identical.
+The framing is written here rather than taken from a library STFT because the runtime must not import torch and
+librosa would add a heavy dependency for two short functions. It matches ``torch.stft(center=True, pad_mode="reflect",
+window=torch.hann_window(N_FFT))`` so training features and runtime features are identical. The FFTs are scipy's:
+on float32 frames its forward FFT took a third of numpy's time here, and the FFTs were a fifth of the engine's time.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft
 
 SAMPLE_RATE = 44100
 N_FFT = 2048
@@ -31,13 +33,13 @@ def stft(audio: np.ndarray, hop: int = HOP_LENGTH) -> np.ndarray:
     padded = np.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(pad, pad)], mode=mode)
     n_frames = 1 + (padded.shape[-1] - N_FFT) // hop
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT, axis=-1)[..., ::hop, :][..., :n_frames, :]
-    spec = np.fft.rfft(frames * _WINDOW, axis=-1).astype(np.complex64, copy=False)  # float32 in: already complex64
+    spec = scipy.fft.rfft(frames * _WINDOW, axis=-1, overwrite_x=True)  # float32 in, complex64 out
     return np.swapaxes(spec, -1, -2)
 
 
 def istft(spec: np.ndarray, length: int) -> np.ndarray:
     """Inverse of :func:`stft` by windowed overlap-add, trimmed to ``length`` samples, float32."""
-    frames = np.fft.irfft(np.swapaxes(spec, -1, -2), n=N_FFT, axis=-1).astype(np.float32, copy=False) * _WINDOW
+    frames = scipy.fft.irfft(np.swapaxes(spec, -1, -2), n=N_FFT, axis=-1).astype(np.float32, copy=False) * _WINDOW
     n_frames = frames.shape[-2]
     total = N_FFT + HOP_LENGTH * (n_frames - 1)
     out = np.zeros(frames.shape[:-2] + (total,), dtype=np.float32)
