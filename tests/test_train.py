@@ -117,8 +117,8 @@ def test_joint_phase_trains_the_trunk_even_after_a_control_phase_froze_it():
 def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     run = tmp_path / "run"
     common = dict(run=run, corpus=tiny_corpus, spleeter=tmp_path / "none", batch_size=2, lr=1e-3, width=8,
-                  blocks=2, consistency=0.5, real_fraction=0.3, init=None, bleed_weight=0.01, save_every=2, threads=1,
-                  seed=0)
+                  blocks=2, time_stride=None, consistency=0.5, real_fraction=0.3, init=None, bleed_weight=0.01,
+                  save_every=2, threads=1, seed=0)
     fit.main(plan="trunk:2,control:2", **common)
     first = torch.load(run / "last.pt", weights_only=False)
     assert (first["phase_index"], first["phase_step"]) == (1, 2)
@@ -134,17 +134,19 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     save_weights(torch.load(run / "last.pt", weights_only=False), shipped)
     assert "optimizer" not in torch.load(shipped, weights_only=False)
     tuned = tmp_path / "tuned"
-    fit.main(plan="joint:2", **{**common, "run": tuned, "init": shipped, "width": 16, "blocks": 3})
+    fit.main(plan="joint:2", **{**common, "run": tuned, "init": shipped, "width": 16, "blocks": 3, "time_stride": 2})
     parent, child = torch.load(run / "last.pt", weights_only=False), torch.load(tuned / "last.pt", weights_only=False)
-    assert child["model_config"] == parent["model_config"] == {"width": 8, "dilations": (1, 2)}  # the parent's shape
+    assert parent["model_config"] == {"width": 8, "dilations": (1, 2), "time_stride": 1}
+    assert child["model_config"] == {**parent["model_config"], "time_stride": 2}  # the parent's shape, half-rate blocks
     assert child["history"] == [{"plan": "trunk:2,control:2,joint:2", "run": str(shipped.parent), "steps": 6}]
     assert child["examples"] == parent["examples"] + 2 * common["batch_size"]
     assert not torch.equal(child["model"]["zero_convs.0.weight"], parent["model"]["zero_convs.0.weight"])
 
-    model, _ = load_checkpoint(run / "last.pt")
-    path = tmp_path / "model.onnx"
-    export(model, path, "test-commit")
-    assert parity_error(model, path) < 1e-4
+    for checkpoint in (run / "last.pt", tuned / "last.pt"):  # full-rate and half-rate blocks; 97 frames, an odd count
+        model, _ = load_checkpoint(checkpoint)
+        path = tmp_path / "model.onnx"
+        export(model, path, "test-commit")
+        assert parity_error(model, path, frames=97) < 1e-4
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert meta["commit"] == "test-commit"
     assert int(meta["n_fft"]) == spectral.N_FFT and int(meta["sample_rate"]) == spectral.SAMPLE_RATE

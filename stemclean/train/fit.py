@@ -259,6 +259,8 @@ def main(
     lr: float = typer.Option(1e-3),
     width: int = typer.Option(32, help="Channels per band (a new run only; --init and resume keep the parent's)."),
     blocks: int = typer.Option(4, help="Blocks per branch (a new run only); fewer run faster."),
+    time_stride: int = typer.Option(None, help="1 or 2: the blocks' frame stride (default: the parent's, or 1). "
+                                    "2 runs them at half the frame rate; it may change an --init parent's."),
     consistency: float = typer.Option(0.3, help="Share of batches trained on the sampler's own intermediate states."),
     real_fraction: float = typer.Option(0.3, help="Share of vocals/accompaniment examples from real Spleeter pairs."),
     init: Path = typer.Option(None, help="Start a new run from this checkpoint's weights (fine-tuning)."),
@@ -287,9 +289,11 @@ def main(
         history = [*parent.get("history", []),
                    {"plan": parent["plan"], "run": str(init.parent), "steps": steps_done(parent)}]
         typer.echo(f"starting from the weights of {init}", err=True)
+        if time_stride is not None:
+            model.time_stride = time_stride  # no parameter depends on it, so the parent's weights carry over
     else:
-        model = Denoiser(width=width, dilations=block_dilations(blocks))
-    model_config = {"width": model.width, "dilations": model.dilations}
+        model = Denoiser(width=width, dilations=block_dilations(blocks), time_stride=time_stride or 1)
+    model_config = {"width": model.width, "dilations": model.dilations, "time_stride": model.time_stride}
     sampler = CorpusSampler(corpus, spleeter, "train", seed=seed + 1000 * state["phase_index"] + state["phase_step"],
                             real_fraction=real_fraction)
     rng = np.random.default_rng(seed + 7)

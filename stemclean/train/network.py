@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from stemclean.spectral import N_BINS, N_FFT, SAMPLE_RATE
@@ -151,9 +152,14 @@ def _zero_conv(width: int) -> nn.Conv2d:
 class Denoiser(nn.Module):
     """Trunk + control branch. ``use_control=False`` runs the trunk alone (phase 1 and the trunk-only ablation)."""
 
-    def __init__(self, width: int = 48, dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2), cond_dim: int = 64):
+    def __init__(self, width: int = 48, dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2), cond_dim: int = 64,
+                 time_stride: int = 1):
         super().__init__()
+        if time_stride not in (1, 2):
+            raise ValueError(f"time_stride must be 1 or 2, got {time_stride}")
         self.width, self.dilations, self.cond_dim = width, tuple(dilations), cond_dim
+        # 2 runs the blocks at half the frame rate (a quarter less model time); the band-split output keeps full rate.
+        self.time_stride = time_stride
         self.use_control = True
         # Fixed frequencies of the level embedding: a buffer, so no training phase can pick them up as a parameter.
         self.register_buffer("level_freqs", torch.exp(torch.linspace(0, math.log(100.0), cond_dim // 2)))
@@ -186,15 +192,17 @@ class Denoiser(nn.Module):
         cond = self.cond_mlp(cond)
 
         trunk_feats, control_feats = _complex_features(stem, mix)
-        h = self.trunk_in(trunk_feats)
+        full = self.trunk_in(trunk_feats)
+        h = start = self._slow(full)
         if self.use_control:
-            c = self.control_in(control_feats)
+            c = self._slow(self.control_in(control_feats))
             for block, control_block, zero_conv in zip(self.trunk_blocks, self.control_blocks, self.zero_convs):
                 c = control_block(c, cond)
                 h = block(h + zero_conv(c), cond)
         else:
             for block in self.trunk_blocks:
                 h = block(h, cond)
+        h = self._fast(h - start, full)
 
         # Bounded complex corrections: stem mask = 1 + ds, residual mask = dr, each |component| < 2.
         delta = 2.0 * torch.tanh(self.head(h) / 2.0)
@@ -204,3 +212,16 @@ class Denoiser(nn.Module):
         out_re = s_re + ds_re * s_re - ds_im * s_im + dr_re * r_re - dr_im * r_im
         out_im = s_im + ds_re * s_im + ds_im * s_re + dr_re * r_im + dr_im * r_re
         return torch.cat([out_re, out_im], dim=1)
+
+    def _slow(self, x: torch.Tensor) -> torch.Tensor:
+        """Down to the blocks' frame rate. Frame 0 alone, then pairs (1, 2), (3, 4), ...: explicit padding instead of
+        ``ceil_mode``, so any frame count works and onnxruntime averages the edge exactly as torch does."""
+        if self.time_stride == 1:
+            return x
+        return F.avg_pool2d(x, (1, 2), stride=(1, 2), padding=(0, 1), count_include_pad=False)
+
+    def _fast(self, update: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+        """Back to full rate: the blocks' residual ``update``, repeated over each frame pair, on top of ``full``."""
+        if self.time_stride == 1:
+            return full + update
+        return full + F.interpolate(update, scale_factor=(1.0, 2.0), mode="nearest")[..., 1 : full.shape[-1] + 1]
