@@ -18,6 +18,7 @@ SAMPLE_RATE = 44100
 N_FFT = 2048
 HOP_LENGTH = 512
 N_BINS = N_FFT // 2 + 1
+_OVERLAPS = N_FFT // HOP_LENGTH  # frames covering each sample; istft relies on HOP_LENGTH dividing N_FFT
 
 _WINDOW = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
 
@@ -40,15 +41,16 @@ def stft(audio: np.ndarray, hop: int = HOP_LENGTH) -> np.ndarray:
 def istft(spec: np.ndarray, length: int) -> np.ndarray:
     """Inverse of :func:`stft` by windowed overlap-add, trimmed to ``length`` samples, float32."""
     frames = scipy.fft.irfft(np.swapaxes(spec, -1, -2), n=N_FFT, axis=-1).astype(np.float32, copy=False) * _WINDOW
+    # Overlap-add as _OVERLAPS shifted block sums (each frame is _OVERLAPS hops long), not a loop over frames.
     n_frames = frames.shape[-2]
-    total = N_FFT + HOP_LENGTH * (n_frames - 1)
-    out = np.zeros(frames.shape[:-2] + (total,), dtype=np.float32)
-    norm = np.zeros(total, dtype=np.float32)
-    window_sq = _WINDOW**2
-    for i in range(n_frames):
-        start = i * HOP_LENGTH
-        out[..., start : start + N_FFT] += frames[..., i, :]
-        norm[start : start + N_FFT] += window_sq
+    hops = frames.reshape(frames.shape[:-1] + (_OVERLAPS, HOP_LENGTH))
+    window_sq = (_WINDOW**2).reshape(_OVERLAPS, HOP_LENGTH)
+    out = np.zeros(frames.shape[:-2] + (n_frames + _OVERLAPS - 1, HOP_LENGTH), dtype=np.float32)
+    norm = np.zeros((n_frames + _OVERLAPS - 1, HOP_LENGTH), dtype=np.float32)
+    for j in range(_OVERLAPS):
+        out[..., j : j + n_frames, :] += hops[..., j, :]
+        norm[j : j + n_frames] += window_sq[j]
+    out, norm = out.reshape(out.shape[:-2] + (-1,)), norm.reshape(-1)
     pad = N_FFT // 2
     out = out[..., pad : pad + length] / np.maximum(norm[pad : pad + length], 1e-8)
     if out.shape[-1] < length:
