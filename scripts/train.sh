@@ -2,7 +2,8 @@
 # Reproduce the shipped denoiser from the corpus and Spleeter pairs (scripts/make_data.sh makes them):
 #   1. ControlNet phases from scratch              -> runs/main      (trunk, then control branch, then joint)
 #   2. joint fine-tune on more real separator pairs -> runs/finetune  (runtime-estimated levels, bleed loss)
-#   3. export to ONNX with the parity check        -> models/stemclean-v1.onnx
+#   3. the same fine-tune with half-rate blocks     -> runs/halfrate  (a quarter less model time)
+#   4. export to ONNX with the parity check        -> models/stemclean-v1.onnx
 # Both training stages resume from RUN/last.pt when rerun, so an interrupted run is continued by running this again.
 # See docs/TRAINING.md for what each flag does and why.
 set -euo pipefail
@@ -12,4 +13,6 @@ THREADS=${THREADS:-1}
 python -m stemclean.train.fit --run runs/main --plan trunk:800,control:1200,joint:600 --threads "$THREADS"
 python -m stemclean.train.fit --run runs/finetune --init runs/main/last.pt --plan joint:800 --lr 3e-4 \
     --real-fraction 0.6 --consistency 0.2 --bleed-weight "${BLEED_WEIGHT:-0.03}" --threads "$THREADS"
-python -m stemclean.train.export runs/finetune/last.pt models/stemclean-v1.onnx --weights models/stemclean-v1.pt
+python -m stemclean.train.fit --run runs/halfrate --init runs/finetune/last.pt --time-stride 2 --plan joint:1200 \
+    --lr 3e-4 --real-fraction 0.6 --consistency 0.2 --bleed-weight "${BLEED_WEIGHT:-0.03}" --threads "$THREADS"
+python -m stemclean.train.export runs/halfrate/last.pt models/stemclean-v1.onnx --weights models/stemclean-v1.pt
