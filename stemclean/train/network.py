@@ -202,7 +202,7 @@ class Denoiser(nn.Module):
         else:
             for block in self.trunk_blocks:
                 h = block(h, cond)
-        h = self._fast(h - start, full)
+        h = self._fast(h, start, full)
 
         # Bounded complex corrections: stem mask = 1 + ds, residual mask = dr, each |component| < 2.
         delta = 2.0 * torch.tanh(self.head(h) / 2.0)
@@ -220,8 +220,9 @@ class Denoiser(nn.Module):
             return x
         return F.avg_pool2d(x, (1, 2), stride=(1, 2), padding=(0, 1), count_include_pad=False)
 
-    def _fast(self, update: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
-        """Back to full rate: the blocks' residual ``update``, repeated over each frame pair, on top of ``full``."""
+    def _fast(self, h: torch.Tensor, start: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+        """Back to full rate: what the blocks added to ``start``, repeated over each frame pair, on top of ``full``."""
         if self.time_stride == 1:
-            return full + update
-        return full + F.interpolate(update, scale_factor=(1.0, 2.0), mode="nearest")[..., 1 : full.shape[-1] + 1]
+            return h
+        update = F.interpolate(h - start, scale_factor=(1.0, 2.0), mode="nearest")
+        return full + update[..., 1 : full.shape[-1] + 1]
