@@ -2,7 +2,7 @@
 # Reproduce the shipped denoiser from the corpus and Spleeter pairs (scripts/make_data.sh makes them):
 #   1. ControlNet phases from scratch              -> runs/main      (trunk, then control branch, then joint)
 #   2. joint fine-tune on more real separator pairs -> runs/finetune  (runtime-estimated levels, bleed loss)
-#   3. the same fine-tune with half-rate blocks     -> runs/halfrate  (a quarter less model time)
+#   3. the same fine-tune with half-rate blocks     -> runs/halfrate  (less model time per step)
 #   4. export to ONNX with the parity check        -> models/stemclean-v1.onnx
 # Both training stages resume from RUN/last.pt when rerun, so an interrupted run is continued by running this again.
 # See docs/TRAINING.md for what each flag does and why.

@@ -158,7 +158,7 @@ class Denoiser(nn.Module):
         if time_stride not in (1, 2):
             raise ValueError(f"time_stride must be 1 or 2, got {time_stride}")
         self.width, self.dilations, self.cond_dim = width, tuple(dilations), cond_dim
-        # 2 runs the blocks at half the frame rate (a quarter less model time); the band-split output keeps full rate.
+        # 2 runs the blocks at half the frame rate, for less model time; the band-split output keeps full rate.
         self.time_stride = time_stride
         self.use_control = True
         # Fixed frequencies of the level embedding: a buffer, so no training phase can pick them up as a parameter.
