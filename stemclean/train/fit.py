@@ -193,8 +193,8 @@ def bleed_db(pred: torch.Tensor, target: torch.Tensor, mix: torch.Tensor) -> tor
     return 10 * torch.log10(interference / (target.pow(2).sum((1, 2, 3)) + 1e-8) + 1e-4)
 
 
-def total_loss(terms: dict[str, torch.Tensor], bleed_weight: float = 0.01) -> torch.Tensor:
-    return terms["spectral"] + terms["mrstft"] + 0.01 * terms["neg_si_sdr"] + bleed_weight * terms["bleed_db"]
+def total_loss(terms: dict[str, torch.Tensor], bleed_weight: float = 0.01, sdr_weight: float = 0.01) -> torch.Tensor:
+    return terms["spectral"] + terms["mrstft"] + sdr_weight * terms["neg_si_sdr"] + bleed_weight * terms["bleed_db"]
 
 
 def consistency_input(model: Denoiser, batch: dict[str, torch.Tensor], rng: np.random.Generator) -> dict:
@@ -265,6 +265,7 @@ def main(
     real_fraction: float = typer.Option(0.3, help="Share of vocals/accompaniment examples from real Spleeter pairs."),
     init: Path = typer.Option(None, help="Start a new run from this checkpoint's weights (fine-tuning)."),
     bleed_weight: float = typer.Option(0.01, help="Weight of the bleed (differentiable SIR) loss, per dB."),
+    sdr_weight: float = typer.Option(0.01, help="Weight of the negative SI-SDR loss, per dB."),
     save_every: int = typer.Option(100),
     threads: int = typer.Option(2),
     seed: int = typer.Option(0),
@@ -313,7 +314,7 @@ def main(
                 batch = consistency_input(model, batch, rng)
             pred = model(batch["stem"], batch["mix"], batch["level"], batch["stem_type"])
             terms = loss_terms(pred, batch["clean"], batch["mix"])
-            loss = total_loss(terms, bleed_weight)
+            loss = total_loss(terms, bleed_weight, sdr_weight)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -331,6 +332,7 @@ def main(
                 checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "model_config": model_config, "use_control": model.use_control, "plan": plan,
                               "history": history, "real_fraction": real_fraction, "bleed_weight": bleed_weight,
+                              "sdr_weight": sdr_weight,
                               "commit": git_commit(), **state}
                 save(last, checkpoint)
                 sampler.refresh()
