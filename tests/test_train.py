@@ -122,7 +122,7 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     fit.main(plan="trunk:2,control:2", **common)
     first = torch.load(run / "last.pt", weights_only=False)
     assert (first["phase_index"], first["phase_step"]) == (1, 2)
-    assert (first["bleed_weight"], first["sdr_weight"]) == (0.01, 0.01), "the card reads the loss weights from here"
+    assert (first["bleed_weight"], first["sdr_weight"]) == (0.01, 0.01), "the card reads the recipe from here"
     control_weights = first["model"]["zero_convs.0.weight"]
     assert control_weights.abs().sum() > 0, "control phase must train the zero convolutions"
 
@@ -139,7 +139,8 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     parent, child = torch.load(run / "last.pt", weights_only=False), torch.load(tuned / "last.pt", weights_only=False)
     assert parent["model_config"] == {"width": 8, "dilations": (1, 2), "time_stride": 1}
     assert child["model_config"] == {**parent["model_config"], "time_stride": 2}  # the parent's shape, half-rate blocks
-    assert child["history"] == [{"plan": "trunk:2,control:2,joint:2", "run": str(shipped.parent), "steps": 6}]
+    assert child["history"] == [{"plan": "trunk:2,control:2,joint:2", "run": str(shipped.parent), "steps": 6,
+                                 "real_fraction": 0.3, "bleed_weight": 0.01, "sdr_weight": 0.01}]
     assert child["examples"] == parent["examples"] + 2 * common["batch_size"]
     assert not torch.equal(child["model"]["zero_convs.0.weight"], parent["model"]["zero_convs.0.weight"])
 

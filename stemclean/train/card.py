@@ -18,7 +18,7 @@ import typer
 from stemclean.files import write_text_atomic
 from stemclean.train.corpus import load_manifest
 from stemclean.train.export import load_checkpoint
-from stemclean.train.fit import parse_plan, steps_done
+from stemclean.train.fit import RECIPE_KEYS, parse_plan, steps_done
 
 
 def corpus_summary(corpus: Path, spleeter: Path) -> dict:
@@ -76,7 +76,7 @@ def main(
                          "parameters": sum(p.numel() for p in net.parameters())},
         "training": {"plan": state["plan"], "fine_tuned_from": state.get("history", []), "examples": state["examples"],
                      "optimizer_steps": _optimizer_steps(state),
-                     "loss_weights": {k: state[k] for k in ("bleed_weight", "sdr_weight") if k in state},
+                     "recipe": {k: state[k] for k in RECIPE_KEYS if k in state},
                      "wall_time_hours": round(state["wall_time"] / 3600, 2), "commit": state["commit"],
                      "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch CPU"},
         "data": corpus_summary(corpus, spleeter),

@@ -193,6 +193,10 @@ def bleed_db(pred: torch.Tensor, target: torch.Tensor, mix: torch.Tensor) -> tor
     return 10 * torch.log10(interference / (target.pow(2).sum((1, 2, 3)) + 1e-8) + 1e-4)
 
 
+# Settings a checkpoint records beside its plan, so the model card can say how each stage was trained.
+RECIPE_KEYS = ("real_fraction", "bleed_weight", "sdr_weight")
+
+
 def total_loss(terms: dict[str, torch.Tensor], bleed_weight: float = 0.01, sdr_weight: float = 0.01) -> torch.Tensor:
     return terms["spectral"] + terms["mrstft"] + sdr_weight * terms["neg_si_sdr"] + bleed_weight * terms["bleed_db"]
 
@@ -288,7 +292,8 @@ def main(
         # The parent's training counts toward this model's totals, and its plan stays on record for the model card.
         state.update(wall_time=parent["wall_time"], examples=parent["examples"])
         history = [*parent.get("history", []),
-                   {"plan": parent["plan"], "run": str(init.parent), "steps": steps_done(parent)}]
+                   {"plan": parent["plan"], "run": str(init.parent), "steps": steps_done(parent),
+                    **{k: parent[k] for k in RECIPE_KEYS if k in parent}}]
         typer.echo(f"starting from the weights of {init}", err=True)
         if time_stride is not None:
             model.time_stride = time_stride  # no parameter depends on it, so the parent's weights carry over
