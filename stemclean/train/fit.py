@@ -263,7 +263,8 @@ def main(
     lr: float = typer.Option(1e-3),
     width: int = typer.Option(32, help="Channels per band (a new run only; --init and resume keep the parent's)."),
     blocks: int = typer.Option(4, help="Blocks per branch (a new run only); fewer run faster."),
-    time_stride: int = typer.Option(None, min=1, max=2, help="1 or 2: the blocks' frame stride (default: the parent's, or 1). "
+    time_stride: int = typer.Option(None, min=1, max=2,
+                                    help="1 or 2: the blocks' frame stride (default: the parent's, or 1). "
                                     "2 runs them at half the frame rate; it may change an --init parent's."),
     consistency: float = typer.Option(0.3, help="Share of batches trained on the sampler's own intermediate states."),
     real_fraction: float = typer.Option(0.3, help="Share of vocals/accompaniment examples from real Spleeter pairs."),
