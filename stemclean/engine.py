@@ -86,6 +86,8 @@ class Model:
             raise ModelError(f"{self.path}: not a usable ONNX model ({reason})") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self._check_metadata()
+        # A stereo model reads its batch as (left, right) pairs of one track (docs/ARCHITECTURE.md).
+        self.stereo = self.metadata.get("stereo") == "1"
 
     @property
     def providers(self) -> list[str]:
@@ -107,7 +109,13 @@ class Model:
             )
 
     def predict(self, stem: np.ndarray, mix: np.ndarray, level: float, stem_type: int) -> np.ndarray:
-        """One pass: the predicted clean stem for ``stem`` at artifact ``level``, all shaped ``[B, 2, F, T]``."""
+        """One pass: the predicted clean stem for ``stem`` at artifact ``level``, all shaped ``[channels, 2, F, T]``.
+
+        A stereo model gets a stereo file as it is; any other channel count goes in as each channel beside itself.
+        """
+        paired = self.stereo and stem.shape[0] != 2
+        if paired:
+            stem, mix = np.repeat(stem, 2, axis=0), np.repeat(mix, 2, axis=0)
         batch = stem.shape[0]
         feeds = {
             "stem": stem,
@@ -115,7 +123,8 @@ class Model:
             "level": np.full(batch, level, dtype=np.float32),
             "stem_type": np.full(batch, stem_type, dtype=np.int64),
         }
-        return self.session.run(["clean"], feeds)[0]
+        clean = self.session.run(["clean"], feeds)[0]
+        return clean[::2] if paired else clean
 
 
 def sample(

@@ -40,9 +40,10 @@ def git_commit() -> str:
         return "unknown"
 
 
-def model_metadata(training_commit: str) -> dict[str, str]:
+def model_metadata(training_commit: str, stereo: bool = False) -> dict[str, str]:
     """The metadata props every shipped model carries (docs/ARCHITECTURE.md)."""
     return {
+        "stereo": str(int(stereo)),
         "sample_rate": str(spectral.SAMPLE_RATE),
         "n_fft": str(spectral.N_FFT),
         "hop_length": str(spectral.HOP_LENGTH),
@@ -74,7 +75,7 @@ def export(model: Denoiser, path: Path, training_commit: str) -> None:
         torch.onnx.export(model, example_inputs(), str(raw), input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
         proto = onnx.load(str(raw))
-        for key, value in model_metadata(training_commit).items():
+        for key, value in model_metadata(training_commit, model.stereo).items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         staged = Path(tmp) / "model.onnx"
@@ -85,9 +86,10 @@ def export(model: Denoiser, path: Path, training_commit: str) -> None:
 def parity_error(model: Denoiser, path: Path, frames: int = 97) -> float:
     """Largest absolute difference between torch and onnxruntime, relative to the output's scale, on random inputs.
 
-    ``frames`` differs from the export example so a time axis frozen at export would show up as a failure.
+    ``frames`` differs from the export example so a time axis frozen at export would show up as a failure. The batch
+    is one (left, right) pair, which a stereo model needs and a mono one takes as two channels.
     """
-    inputs = example_inputs(batch=1, frames=frames, seed=1)
+    inputs = example_inputs(batch=2, frames=frames, seed=1)
     with torch.no_grad():
         expected = model.eval()(*inputs).numpy()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

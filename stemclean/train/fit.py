@@ -28,7 +28,7 @@ from stemclean.stems import stem_index
 from stemclean.train.corpus import load_manifest
 from stemclean.train.degrade import degrade_spec
 from stemclean.train.export import git_commit, load_checkpoint
-from stemclean.train.network import Denoiser, block_dilations
+from stemclean.train.network import Denoiser, block_dilations, with_stereo_inputs
 from stemclean.train.separators import SPLEETER_STEMS
 
 SEGMENT_SECONDS = 2.0
@@ -38,7 +38,7 @@ _SILENT_RMS = 1e-4
 
 @dataclass
 class Example:
-    """One training case: the damaged stem, the mixture and the true stem, as complex spectra [1, F, T]."""
+    """One training case: the damaged stem, the mixture and the true stem, as complex spectra [channels, F, T]."""
 
     damaged: np.ndarray
     mix: np.ndarray
@@ -48,11 +48,15 @@ class Example:
 
 
 class CorpusSampler:
-    """Draws random mono segments from the rendered corpus and damages them with the ladder or with real Spleeter output."""
+    """Draws random segments from the rendered corpus and damages them with the ladder or with real Spleeter output.
+
+    Segments are mono, or with ``stereo`` both channels as a (left, right) pair; one stereo pair in ten is a single
+    channel twice, which is how the engine feeds a stereo model a mono file.
+    """
 
     def __init__(self, corpus: Path, spleeter: Path | None, split: str, seed: int, real_fraction: float = 0.3,
-                 clean_fraction: float = 0.05):
-        self.corpus, self.spleeter_root, self.split = corpus, spleeter, split
+                 clean_fraction: float = 0.05, stereo: bool = False):
+        self.corpus, self.spleeter_root, self.split, self.stereo = corpus, spleeter, split, stereo
         self.rng = np.random.default_rng(seed)
         self.real_fraction, self.clean_fraction = real_fraction, clean_fraction
         self.segment = int(SEGMENT_SECONDS * spectral.SAMPLE_RATE)
@@ -83,14 +87,14 @@ class CorpusSampler:
                 audio.file_source(self.spleeter[song.name] / f"{stem}.wav"), audio.file_source(song / "mixture.wav"))
         return self._real_levels[key]
 
-    def _read(self, path: Path, start: int, channel: int) -> np.ndarray:
+    def _read(self, path: Path, start: int, channels: list[int]) -> np.ndarray:
         audio, _ = sf.read(str(path), start=start, stop=start + self.segment, dtype="float32", always_2d=True)
-        return audio[:, min(channel, audio.shape[1] - 1)]
+        return audio[:, [min(c, audio.shape[1] - 1) for c in channels]].T  # [channels, samples]
 
-    def _true_stem(self, song: Path, stem: str, start: int, channel: int) -> np.ndarray:
+    def _true_stem(self, song: Path, stem: str, start: int, channels: list[int]) -> np.ndarray:
         if stem == "accompaniment":
-            return sum(self._read(song / f"{name}.wav", start, channel) for name in ("drums", "bass", "other"))
-        return self._read(song / f"{stem}.wav", start, channel)
+            return sum(self._read(song / f"{name}.wav", start, channels) for name in ("drums", "bass", "other"))
+        return self._read(song / f"{stem}.wav", start, channels)
 
     def draw(self) -> Example:
         """One example; a song whose files are being rewritten by the renderer is skipped, not fatal."""
@@ -110,15 +114,16 @@ class CorpusSampler:
             frames = sf.info(str(song / "mixture.wav")).frames
             start = int(rng.integers(0, max(1, frames - self.segment)))
             channel = int(rng.integers(2))
-            clean = self._true_stem(song, stem, start, channel)
+            channels = [channel] if not self.stereo else [channel, channel] if rng.random() < 0.1 else [0, 1]
+            clean = self._true_stem(song, stem, start, channels)
             if np.sqrt(np.mean(clean**2)) > _SILENT_RMS:
                 break
-        mix = self._read(song / "mixture.wav", start, channel)
-        clean_spec, mix_spec = spectral.stft(clean[None]), spectral.stft(mix[None])
+        mix = self._read(song / "mixture.wav", start, channels)
+        clean_spec, mix_spec = spectral.stft(clean), spectral.stft(mix)
         if use_real:
-            damaged = self._read(self.spleeter[song.name] / f"{stem}.wav", start, channel)
+            damaged = self._read(self.spleeter[song.name] / f"{stem}.wav", start, channels)
             level = self.runtime_level(song, stem)
-            damaged_spec = spectral.stft(damaged[None])
+            damaged_spec = spectral.stft(damaged)
         elif rng.random() < self.clean_fraction:
             level, damaged_spec = 0.0, clean_spec
         else:
@@ -135,8 +140,9 @@ class CorpusSampler:
 
         return {
             "stem": stack("damaged"), "mix": stack("mix"), "clean": stack("clean"),
-            "level": torch.tensor([e.level for e in examples], dtype=torch.float32),
-            "stem_type": torch.tensor([e.stem_type for e in examples], dtype=torch.long),
+            # One value per batch item, that is per channel of each example.
+            "level": torch.tensor([e.level for e in examples for _ in e.mix], dtype=torch.float32),
+            "stem_type": torch.tensor([e.stem_type for e in examples for _ in e.mix], dtype=torch.long),
         }
 
 
@@ -259,10 +265,12 @@ def main(
     plan: str = typer.Option("trunk:1500,control:1500,joint:500", help="Phases and their optimizer steps."),
     corpus: Path = typer.Option(Path("data/corpus")),
     spleeter: Path = typer.Option(Path("data/spleeter")),
-    batch_size: int = typer.Option(8),
+    batch_size: int = typer.Option(8, help="Channels per step: a stereo model draws half as many (left, right) pairs."),
     lr: float = typer.Option(1e-3),
     width: int = typer.Option(32, help="Channels per band (a new run only; --init and resume keep the parent's)."),
     blocks: int = typer.Option(4, help="Blocks per branch (a new run only); fewer run faster."),
+    stereo: bool = typer.Option(False, help="Give the control branch the partner channel (a new run, or an --init "
+                                "parent that is mono: its new inputs start at zero, so it starts as the parent)."),
     time_stride: int = typer.Option(None, min=1, max=2,
                                     help="1 or 2: the blocks' frame stride (default: the parent's, or 1). "
                                     "2 runs them at half the frame rate; it may change an --init parent's."),
@@ -298,11 +306,15 @@ def main(
         typer.echo(f"starting from the weights of {init}", err=True)
         if time_stride is not None:
             model.time_stride = time_stride  # no parameter depends on it, so the parent's weights carry over
+        if stereo and not model.stereo:
+            model = with_stereo_inputs(model)
     else:
-        model = Denoiser(width=width, dilations=block_dilations(blocks), time_stride=time_stride or 1)
-    model_config = {"width": model.width, "dilations": model.dilations, "time_stride": model.time_stride}
+        model = Denoiser(width=width, dilations=block_dilations(blocks), time_stride=time_stride or 1, stereo=stereo)
+    model_config = {"width": model.width, "dilations": model.dilations, "time_stride": model.time_stride,
+                    "stereo": model.stereo}
     sampler = CorpusSampler(corpus, spleeter, "train", seed=seed + 1000 * state["phase_index"] + state["phase_step"],
-                            real_fraction=real_fraction)
+                            real_fraction=real_fraction, stereo=model.stereo)
+    examples_per_step = batch_size // 2 if model.stereo else batch_size
     rng = np.random.default_rng(seed + 7)
     log = (run / "log.jsonl").open("a")
 
@@ -315,7 +327,7 @@ def main(
         model.train()
         for step in range(state["phase_step"] if phase_index == state["phase_index"] else 0, n_steps):
             started = time.time()
-            batch = sampler.batch(batch_size)
+            batch = sampler.batch(examples_per_step)
             if rng.random() < consistency:
                 batch = consistency_input(model, batch, rng)
             pred = model(batch["stem"], batch["mix"], batch["level"], batch["stem_type"])

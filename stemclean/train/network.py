@@ -25,6 +25,8 @@ _BAND_PLAN_HZ = ((1000, 100), (4000, 250), (8000, 500), (16000, 1000), (SAMPLE_R
 _EPS = 1e-5
 # Each branch's blocks cycle through these time dilations (kernel 5): four blocks see +-30 frames, about +-0.35 s.
 _DILATION_CYCLE = (1, 2, 4, 8)
+# Control-branch features per bin: mono ones, and those a stereo model adds (see _complex_features).
+CONTROL_FEATURES, STEREO_FEATURES = 5, 6
 
 
 def band_edges() -> list[tuple[int, int]]:
@@ -48,10 +50,17 @@ def block_dilations(blocks: int) -> tuple[int, ...]:
     return tuple(_DILATION_CYCLE[i % len(_DILATION_CYCLE)] for i in range(blocks))
 
 
-def _complex_features(stem: torch.Tensor, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def stereo_partner(x: torch.Tensor) -> torch.Tensor:
+    """Each batch item's partner channel. A stereo model takes its batch as (left, right) pairs of one track."""
+    return x.reshape(-1, 2, *x.shape[1:]).flip(1).reshape(x.shape)
+
+
+def _complex_features(stem: torch.Tensor, mix: torch.Tensor, stereo: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale-invariant per-bin features of the stem (trunk) and of the mixture and residual (control).
 
     Every spectrum is divided by the mixture's RMS magnitude, so a quiet and a loud song look the same to the network.
+    A stereo model's control branch also sees how each bin's level and phase differ from the partner channel's, in
+    the stem and in the mixture: bleed from an instrument panned elsewhere than the stem's source shows up there.
     """
     resid = mix - stem
     scale = torch.sqrt(torch.mean(mix.pow(2).sum(1, keepdim=True), dim=(2, 3), keepdim=True)) + _EPS
@@ -69,8 +78,12 @@ def _complex_features(stem: torch.Tensor, mix: torch.Tensor) -> tuple[torch.Tens
 
     log_s, log_m = log_mag(s), log_mag(m)
     trunk = torch.cat([log_s, s], dim=1)  # [B, 3, F, T]
-    control = torch.cat([log_m, log_mag(r), log_s - log_m, phase_agreement(s, r)], dim=1)  # [B, 5, F, T]
-    return trunk, control
+    control = [log_m, log_mag(r), log_s - log_m, phase_agreement(s, r)]  # [B, 5, F, T]
+    if stereo:
+        s_other, m_other = stereo_partner(stem) / scale, stereo_partner(mix) / scale
+        control += [log_mag(s_other) - log_s, log_mag(m_other) - log_m, phase_agreement(s, s_other),
+                    phase_agreement(m, m_other)]  # 6 more
+    return trunk, torch.cat(control, dim=1)
 
 
 class BandSplit(nn.Module):
@@ -153,13 +166,14 @@ class Denoiser(nn.Module):
     """Trunk + control branch. ``use_control=False`` runs the trunk alone (phase 1 and the trunk-only ablation)."""
 
     def __init__(self, width: int = 48, dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2), cond_dim: int = 64,
-                 time_stride: int = 1):
+                 time_stride: int = 1, stereo: bool = False):
         super().__init__()
         if time_stride not in (1, 2):
             raise ValueError(f"time_stride must be 1 or 2, got {time_stride}")
         self.width, self.dilations, self.cond_dim = width, tuple(dilations), cond_dim
         # 2 runs the blocks at half the frame rate, for less model time; the band-split output keeps full rate.
         self.time_stride = time_stride
+        self.stereo = stereo
         self.use_control = True
         # Fixed frequencies of the level embedding: a buffer, so no training phase can pick them up as a parameter.
         self.register_buffer("level_freqs", torch.exp(torch.linspace(0, math.log(100.0), cond_dim // 2)))
@@ -170,7 +184,7 @@ class Denoiser(nn.Module):
         self.trunk_blocks = nn.ModuleList(Block(width, d, cond_dim) for d in dilations)
         self.head = BandMerge(width, 4)
 
-        self.control_in = BandSplit(5, width)
+        self.control_in = BandSplit(CONTROL_FEATURES + stereo * STEREO_FEATURES, width)
         self.control_blocks = nn.ModuleList(Block(width, d, cond_dim) for d in dilations)
         self.zero_convs = nn.ModuleList(_zero_conv(width) for _ in dilations)
 
@@ -191,7 +205,7 @@ class Denoiser(nn.Module):
         cond = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1) + self.type_embed(stem_type)
         cond = self.cond_mlp(cond)
 
-        trunk_feats, control_feats = _complex_features(stem, mix)
+        trunk_feats, control_feats = _complex_features(stem, mix, self.stereo)
         full = self.trunk_in(trunk_feats)
         h = start = self._slow(full)
         if self.use_control:
@@ -226,3 +240,18 @@ class Denoiser(nn.Module):
             return h
         update = F.interpolate(h - start, scale_factor=(1.0, 2.0), mode="nearest")
         return full + update[..., 1 : full.shape[-1] + 1]
+
+
+def with_stereo_inputs(model: Denoiser) -> Denoiser:
+    """A stereo copy of a mono model that behaves exactly like it until trained: the partner-channel features enter
+    the control branch through new, zero-initialised input columns (the ControlNet way of adding a condition)."""
+    stereo = Denoiser(width=model.width, dilations=model.dilations, cond_dim=model.cond_dim,
+                      time_stride=model.time_stride, stereo=True)
+    state = model.state_dict()
+    for k, (start, stop) in enumerate(stereo.control_in.edges):
+        key = f"control_in.proj.{k}.weight"
+        old = state[key]
+        state[key] = torch.cat([old, old.new_zeros(old.shape[0], STEREO_FEATURES * (stop - start))], dim=1)
+    stereo.load_state_dict(state)
+    stereo.use_control = model.use_control
+    return stereo
