@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import constant, tone_mix, write_gain_model, write_graph
-from onnx import helper
+from onnx import TensorProto, helper
 
 import stemclean
-from stemclean import audio, engine, schedule
+from stemclean import audio, engine, schedule, spectral
 
 
 def _gain(out: np.ndarray, ref: np.ndarray) -> float:
@@ -141,6 +141,32 @@ def test_small_length_mismatch_is_tolerated_and_large_is_refused(mix_model):
     for too_long in (np.concatenate([mix, mix[:44100]]), np.concatenate([mix, mix])):
         with pytest.raises(audio.AudioError, match="longer than the stem"):
             stemclean.clean(stem, too_long, 44100, model=mix_model)
+
+
+def _swap_pairs_model(path):
+    """A stereo graph returning each item's partner: (left, right) pairs swapped, as a stereo model sees them."""
+    nodes = [
+        constant("pair", [-1, 2], TensorProto.INT64),
+        helper.make_node("Shape", ["stem"], ["shape"]),
+        helper.make_node("Shape", ["stem"], ["item_shape"], start=1),
+        helper.make_node("Concat", ["pair", "item_shape"], ["paired_shape"], axis=0),
+        helper.make_node("Reshape", ["stem", "paired_shape"], ["paired"]),
+        constant("start", [-1], TensorProto.INT64), constant("stop", [-3], TensorProto.INT64),
+        constant("axis", [1], TensorProto.INT64), constant("step", [-1], TensorProto.INT64),
+        helper.make_node("Slice", ["paired", "start", "stop", "axis", "step"], ["swapped"]),
+        helper.make_node("Reshape", ["swapped", "shape"], ["clean"]),
+    ]
+    return write_graph(path, nodes, "stemclean_test_swap", stereo="1")
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_stereo_model_sees_a_stereo_pair_and_any_other_channel_beside_itself(tmp_path, channels):
+    model = engine.Model(_swap_pairs_model(tmp_path / "swap.onnx"))
+    assert model.stereo
+    rng = np.random.default_rng(0)
+    spec = (rng.standard_normal((channels, spectral.N_BINS, 9)) + 0j).astype(np.complex64)
+    out = engine.sample(model, spec, spec, [0.5], 0)
+    assert np.array_equal(out, spec[::-1] if channels == 2 else spec)
 
 
 def test_stem_type_reaches_the_model(tmp_path):

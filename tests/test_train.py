@@ -13,7 +13,7 @@ import torch
 from stemclean import audio, engine, spectral
 from stemclean.train import fit
 from stemclean.train.export import export, load_checkpoint, parity_error, save_weights
-from stemclean.train.network import Denoiser, band_edges
+from stemclean.train.network import Denoiser, band_edges, with_stereo_inputs
 
 
 def _tone(freq: float, seconds: float, rng: np.random.Generator) -> np.ndarray:
@@ -61,6 +61,33 @@ def test_zero_convs_start_at_the_trunk():
         model.use_control = False
         trunk_only = model(*args)
     assert torch.equal(with_control, trunk_only)
+
+
+def test_stereo_copy_starts_as_its_mono_parent_and_then_reads_the_partner():
+    mono = Denoiser(width=8, dilations=(1, 2)).eval()
+    for conv in mono.zero_convs:  # a trained control branch, so the control features matter
+        torch.nn.init.normal_(conv.weight, std=0.1)
+    stereo = with_stereo_inputs(mono).eval()
+    rng = torch.Generator().manual_seed(0)
+    stem = torch.randn(2, 2, spectral.N_BINS, 12, generator=rng)
+    mix = stem + torch.randn(2, 2, spectral.N_BINS, 12, generator=rng)
+    args = (stem, mix, torch.tensor([0.5, 0.5]), torch.tensor([0, 0]))
+    with torch.no_grad():
+        assert torch.allclose(stereo(*args), mono(*args), atol=1e-6)
+        for proj in stereo.control_in.proj:  # once the new inputs have weight, the partner changes the result
+            torch.nn.init.normal_(proj.weight, std=0.1)
+        swapped_partner = (torch.stack([stem[0], -stem[1]]), torch.stack([mix[0], -mix[1]]), *args[2:])
+        assert not torch.allclose(stereo(*args)[0], stereo(*swapped_partner)[0], atol=1e-4)
+
+
+def test_stereo_sampler_draws_left_right_pairs(tiny_corpus):
+    sampler = fit.CorpusSampler(tiny_corpus, None, "train", seed=3, stereo=True)
+    batch = sampler.batch(12)
+    assert batch["stem"].shape == (24, 2, spectral.N_BINS, 173)
+    assert torch.equal(batch["level"][0::2], batch["level"][1::2])
+    left, right = batch["clean"][0::2], batch["clean"][1::2]
+    same = [torch.equal(a, b) for a, b in zip(left, right)]
+    assert 0 < same.count(False), "the corpus is stereo, so most pairs differ"  # and ~1 in 10 is one channel twice
 
 
 def test_sampler_draws_ladder_and_clean_cases(tiny_corpus):
@@ -117,7 +144,7 @@ def test_joint_phase_trains_the_trunk_even_after_a_control_phase_froze_it():
 def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     run = tmp_path / "run"
     common = dict(run=run, corpus=tiny_corpus, spleeter=tmp_path / "none", batch_size=2, lr=1e-3, width=8,
-                  blocks=2, time_stride=None, consistency=0.5, real_fraction=0.3, init=None, bleed_weight=0.01,
+                  blocks=2, time_stride=None, stereo=False, consistency=0.5, real_fraction=0.3, init=None, bleed_weight=0.01,
                   sdr_weight=0.01, save_every=2, threads=1, seed=0)
     fit.main(plan="trunk:2,control:2", **common)
     first = torch.load(run / "last.pt", weights_only=False)
@@ -135,22 +162,24 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     save_weights(torch.load(run / "last.pt", weights_only=False), shipped)
     assert "optimizer" not in torch.load(shipped, weights_only=False)
     tuned = tmp_path / "tuned"
-    fit.main(plan="joint:2", **{**common, "run": tuned, "init": shipped, "width": 16, "blocks": 3, "time_stride": 2})
+    fit.main(plan="joint:2", **{**common, "run": tuned, "init": shipped, "width": 16, "blocks": 3, "time_stride": 2,
+                                "stereo": True})
     parent, child = torch.load(run / "last.pt", weights_only=False), torch.load(tuned / "last.pt", weights_only=False)
-    assert parent["model_config"] == {"width": 8, "dilations": (1, 2), "time_stride": 1}
-    assert child["model_config"] == {**parent["model_config"], "time_stride": 2}  # the parent's shape, half-rate blocks
+    assert parent["model_config"] == {"width": 8, "dilations": (1, 2), "time_stride": 1, "stereo": False}
+    # the parent's shape, with half-rate blocks and stereo inputs
+    assert child["model_config"] == {**parent["model_config"], "time_stride": 2, "stereo": True}
     assert child["history"] == [{"plan": "trunk:2,control:2,joint:2", "run": str(shipped.parent), "steps": 6,
                                  "real_fraction": 0.3, "bleed_weight": 0.01, "sdr_weight": 0.01}]
     assert child["examples"] == parent["examples"] + 2 * common["batch_size"]
     assert not torch.equal(child["model"]["zero_convs.0.weight"], parent["model"]["zero_convs.0.weight"])
 
-    for checkpoint in (run / "last.pt", tuned / "last.pt"):  # full-rate and half-rate blocks; 97 frames, an odd count
+    for checkpoint in (run / "last.pt", tuned / "last.pt"):  # mono at full rate, stereo at half rate; 97 frames
         model, _ = load_checkpoint(checkpoint)
         path = tmp_path / "model.onnx"
         export(model, path, "test-commit")
         assert parity_error(model, path, frames=97) < 1e-4
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-    assert meta["commit"] == "test-commit"
+    assert meta["commit"] == "test-commit" and meta["stereo"] == "1"
     assert int(meta["n_fft"]) == spectral.N_FFT and int(meta["sample_rate"]) == spectral.SAMPLE_RATE
 
 
