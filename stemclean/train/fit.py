@@ -315,6 +315,7 @@ def main(
     sampler = CorpusSampler(corpus, spleeter, "train", seed=seed + 1000 * state["phase_index"] + state["phase_step"],
                             real_fraction=real_fraction, stereo=model.stereo)
     examples_per_step = batch_size // 2 if model.stereo else batch_size
+    recipe = dict(zip(RECIPE_KEYS, (real_fraction, bleed_weight, sdr_weight), strict=True))
     rng = np.random.default_rng(seed + 7)
     log = (run / "log.jsonl").open("a")
 
@@ -349,9 +350,7 @@ def main(
             if (step + 1) % save_every == 0 or step + 1 == n_steps:
                 checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "model_config": model_config, "use_control": model.use_control, "plan": plan,
-                              "history": history, "real_fraction": real_fraction, "bleed_weight": bleed_weight,
-                              "sdr_weight": sdr_weight,
-                              "commit": git_commit(), **state}
+                              "history": history, **recipe, "commit": git_commit(), **state}
                 save(last, checkpoint)
                 sampler.refresh()
                 if step + 1 == n_steps:
