@@ -144,8 +144,8 @@ def test_joint_phase_trains_the_trunk_even_after_a_control_phase_froze_it():
 def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     run = tmp_path / "run"
     common = dict(run=run, corpus=tiny_corpus, spleeter=tmp_path / "none", batch_size=2, lr=1e-3, width=8,
-                  blocks=2, time_stride=None, stereo=False, consistency=0.5, real_fraction=0.3, init=None, bleed_weight=0.01,
-                  sdr_weight=0.01, save_every=2, threads=1, seed=0)
+                  blocks=2, time_stride=None, stereo=False, consistency=0.5, real_fraction=0.3, init=None,
+                  bleed_weight=0.01, sdr_weight=0.01, save_every=2, threads=1, seed=0)
     fit.main(plan="trunk:2,control:2", **common)
     first = torch.load(run / "last.pt", weights_only=False)
     assert (first["phase_index"], first["phase_step"]) == (1, 2)
