@@ -165,7 +165,8 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     fit.main(plan="joint:2", **{**common, "run": tuned, "init": shipped, "width": 16, "blocks": 3, "time_stride": 2,
                                 "stereo": True})
     parent, child = torch.load(run / "last.pt", weights_only=False), torch.load(tuned / "last.pt", weights_only=False)
-    assert parent["model_config"] == {"width": 8, "dilations": (1, 2), "time_stride": 1, "stereo": False}
+    assert parent["model_config"] == {"width": 8, "dilations": (1, 2), "cond_dim": 64, "time_stride": 1,
+                                      "stereo": False}
     # the parent's shape, with half-rate blocks and stereo inputs
     assert child["model_config"] == {**parent["model_config"], "time_stride": 2, "stereo": True}
     assert child["history"] == [{"plan": "trunk:2,control:2,joint:2", "run": str(shipped.parent), "steps": 6,

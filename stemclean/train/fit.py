@@ -310,8 +310,6 @@ def main(
             model = with_stereo_inputs(model)
     else:
         model = Denoiser(width=width, dilations=block_dilations(blocks), time_stride=time_stride or 1, stereo=stereo)
-    model_config = {"width": model.width, "dilations": model.dilations, "time_stride": model.time_stride,
-                    "stereo": model.stereo}
     sampler = CorpusSampler(corpus, spleeter, "train", seed=seed + 1000 * state["phase_index"] + state["phase_step"],
                             real_fraction=real_fraction, stereo=model.stereo)
     examples_per_step = batch_size // 2 if model.stereo else batch_size
@@ -349,7 +347,7 @@ def main(
             log.flush()
             if (step + 1) % save_every == 0 or step + 1 == n_steps:
                 checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "model_config": model_config, "use_control": model.use_control, "plan": plan,
+                              "model_config": model.config, "use_control": model.use_control, "plan": plan,
                               "history": history, **recipe, "commit": git_commit(), **state}
                 save(last, checkpoint)
                 sampler.refresh()

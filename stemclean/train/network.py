@@ -193,6 +193,12 @@ class Denoiser(nn.Module):
             nn.init.normal_(layer[-1].weight, std=1e-3)
             nn.init.zeros_(layer[-1].bias)
 
+    @property
+    def config(self) -> dict:
+        """The constructor arguments that rebuild this network's shape: checkpoints store them, copies reuse them."""
+        return {"width": self.width, "dilations": self.dilations, "cond_dim": self.cond_dim,
+                "time_stride": self.time_stride, "stereo": self.stereo}
+
     def trunk_parameters(self) -> list[nn.Parameter]:
         control = set(map(id, self.control_parameters()))
         return [p for p in self.parameters() if id(p) not in control]
@@ -245,8 +251,7 @@ class Denoiser(nn.Module):
 def with_stereo_inputs(model: Denoiser) -> Denoiser:
     """A stereo copy of a mono model that behaves exactly like it until trained: the partner-channel features enter
     the control branch through new, zero-initialised input columns (the ControlNet way of adding a condition)."""
-    stereo = Denoiser(width=model.width, dilations=model.dilations, cond_dim=model.cond_dim,
-                      time_stride=model.time_stride, stereo=True)
+    stereo = Denoiser(**{**model.config, "stereo": True})
     state = model.state_dict()
     for k, (start, stop) in enumerate(stereo.control_in.edges):
         key = f"control_in.proj.{k}.weight"
