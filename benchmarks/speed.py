@@ -8,7 +8,10 @@ Measured, each in its own process so peak RSS belongs to one job:
 - norbert's Wiener filter (2 sources, 1 iteration, ``stemclean.train.baselines.wiener``) and a bare STFT -> iSTFT of
   stem and mix (``stemclean.spectral``, the floor any STFT-domain cleaner pays), on the same audio in the same run;
 - ``stemclean batch`` on two 1-minute stems, ``-j 1`` (one process, 2 onnxruntime threads) against ``-j 2``
-  (two processes, 1 thread each).
+  (two processes, 1 thread each);
+- the separation stemclean follows: Spleeter 2stems on the same mix, as one whole process of
+  ``scripts/spleeter_worker.py`` (skipped when ``.venv-spleeter`` has not been made), so the page can say what
+  fraction of the separator's time the cleanup adds.
 
 Absolute times drift on a shared 2-core machine, so the page reports ratios to the baselines measured in the same run.
 
@@ -35,6 +38,7 @@ import typer
 from benchmarks import report
 from stemclean import spectral
 from stemclean.engine import Model, ModelError, default_model_path
+from stemclean.train.separators import DEFAULT_VENV, WORKER, venv_python
 
 RESULTS_NAME = "speed.json"
 STEPS = ("1", "2", "4", "auto")
@@ -122,6 +126,15 @@ def _run_baseline(name: str, stem_path: Path, mix_path: Path) -> None:
     print(json.dumps({"compute_s": time.perf_counter() - started}))
 
 
+def measure_separator(mix: Path) -> dict:
+    """Spleeter 2stems on ``mix`` as one whole worker process: TensorFlow's import, the model load and separation."""
+    with tempfile.TemporaryDirectory(dir=mix.parent) as tmp:
+        waveform = Path(tmp) / "mixture.npy"
+        np.save(waveform, sf.read(mix, dtype="float32")[0])
+        measured, _ = _timed([str(venv_python()), str(WORKER), str(waveform), tmp])
+    return measured
+
+
 def measure_batch(separated: Path, mixes: Path, model: Path, jobs: int) -> dict:
     """Wall time of ``stemclean batch -j jobs`` (outputs in a fresh folder, so none is skipped)."""
     out = Path(tempfile.mkdtemp(dir=separated.parent))
@@ -168,10 +181,15 @@ def run_benchmark(model: Path, seconds: int, long_seconds: int, batch_seconds: i
         measurements = {f"steps {s}": partial(measure_run, stem, mix, model, s, seconds, out) for s in STEPS}
         measurements.update({name: partial(measure_baseline, name, stem, mix, seconds) for name in BASELINES})
         measurements.update({f"j{j}": partial(measure_batch, separated, mixes, model, j) for j in (1, 2)})
+        if (DEFAULT_VENV / "bin" / "python").exists():
+            measurements["spleeter"] = partial(measure_separator, mix)
         best = _fastest(measurements, repeats)
         results["runs"] = {s: best[f"steps {s}"] for s in STEPS}
         results["baselines"] = {name: best[name] for name in BASELINES}
         results["batch"] = {f"j{j}": best[f"j{j}"] for j in (1, 2)}
+        if "spleeter" in best:
+            results["separator"] = {"name": "Spleeter 2stems", **best["spleeter"],
+                                    "rtf_with_load": seconds / best["spleeter"]["wall_s"]}
         for path in (stem, mix, out):
             path.unlink()
         if long_seconds:
@@ -283,6 +301,15 @@ def markdown(results: dict) -> str:
             f"Memory check: a {_length(results['long_seconds'])} file at default settings peaked at "
             f"{long['peak_rss_mb']:.0f} MB, {ratio:.2f}x the {_length(results['seconds'])} run ({verdict} the "
             f"{goals['long_over_short_rss']}x limit), at {long['rtf_with_load']:.1f}x real time.",
+        ]
+    if "separator" in results:
+        sep = results["separator"]
+        lines += [
+            "",
+            f"The separation it follows: {sep['name']} on the same mix, as one whole process of "
+            f"`scripts/spleeter_worker.py` (TensorFlow CPU, all cores), took {sep['wall_s']:.1f} s "
+            f"({sep['rtf_with_load']:.1f}x real time, {sep['peak_rss_mb']:.0f} MB peak). `stemclean run` at default "
+            f"settings, whole process, adds {auto['wall_s'] / sep['wall_s']:.0%} of that time.",
         ]
     j1, j2 = results["batch"]["j1"], results["batch"]["j2"]
     lines += [
