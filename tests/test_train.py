@@ -11,9 +11,10 @@ import soundfile as sf
 import torch
 
 from stemclean import audio, engine, spectral
-from stemclean.train import fit
+from stemclean.train import fit, sampler as sampling, validate
+from stemclean.train.degrade import add_leak
 from stemclean.train.export import export, load_checkpoint, parity_error, save_weights
-from stemclean.train.network import Denoiser, band_edges, with_stereo_inputs
+from stemclean.train.network import Denoiser, band_edges, bleed_evidence, with_stereo_inputs
 
 
 def _tone(freq: float, seconds: float, rng: np.random.Generator) -> np.ndarray:
@@ -22,14 +23,12 @@ def _tone(freq: float, seconds: float, rng: np.random.Generator) -> np.ndarray:
     return np.stack([wave, wave * rng.uniform(0.5, 1.0)], axis=1).astype(np.float32) * 0.2
 
 
-@pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory):
+def _write_corpus(root, split: str):
     """Two 3-second 'songs' of tones and noise, in the corpus layout of docs/ARCHITECTURE.md."""
-    root = tmp_path_factory.mktemp("corpus")
     rng = np.random.default_rng(0)
     songs = []
     for i in range(2):
-        song = root / "train" / f"song{i}"
+        song = root / split / f"song{i}"
         song.mkdir(parents=True)
         stems = {
             "vocals": _tone(440 * (i + 1), 3, rng),
@@ -40,9 +39,14 @@ def tiny_corpus(tmp_path_factory):
         for name, samples in stems.items():
             sf.write(song / f"{name}.wav", samples, spectral.SAMPLE_RATE, subtype="FLOAT")
         sf.write(song / "mixture.wav", sum(stems.values()), spectral.SAMPLE_RATE, subtype="FLOAT")
-        songs.append({"id": f"song{i}", "split": "train"})
+        songs.append({"id": f"song{i}", "split": split})
     (root / "manifest.json").write_text(json.dumps({"songs": songs}))
     return root
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    return _write_corpus(tmp_path_factory.mktemp("corpus"), "train")
 
 
 def test_bands_tile_every_bin_once():
@@ -81,7 +85,7 @@ def test_stereo_copy_starts_as_its_mono_parent_and_then_reads_the_partner():
 
 
 def test_stereo_sampler_draws_left_right_pairs(tiny_corpus):
-    sampler = fit.CorpusSampler(tiny_corpus, None, "train", seed=3, stereo=True)
+    sampler = sampling.CorpusSampler(tiny_corpus, None, "train", seed=3, stereo=True)
     batch = sampler.batch(12)
     assert batch["stem"].shape == (24, 2, spectral.N_BINS, 173)
     assert torch.equal(batch["level"][0::2], batch["level"][1::2])
@@ -91,7 +95,7 @@ def test_stereo_sampler_draws_left_right_pairs(tiny_corpus):
 
 
 def test_sampler_draws_ladder_and_clean_cases(tiny_corpus):
-    sampler = fit.CorpusSampler(tiny_corpus, None, "train", seed=1, clean_fraction=0.5)
+    sampler = sampling.CorpusSampler(tiny_corpus, None, "train", seed=1, clean_fraction=0.5)
     batch = sampler.batch(6)
     assert batch["stem"].shape == (6, 2, spectral.N_BINS, 173)
     levels = batch["level"].numpy()
@@ -112,7 +116,7 @@ def test_real_pairs_carry_the_level_the_engine_will_estimate(tiny_corpus, tmp_pa
         # a crude separator: the vocals with a fifth of the accompaniment left in
         sf.write(spleeter / "train" / song / "vocals.wav", vocals + 0.2 * (mix - vocals), spectral.SAMPLE_RATE)
         sf.write(spleeter / "train" / song / "accompaniment.wav", 0.8 * (mix - vocals), spectral.SAMPLE_RATE)
-    sampler = fit.CorpusSampler(tiny_corpus, spleeter, "train", seed=2, real_fraction=1.0)
+    sampler = sampling.CorpusSampler(tiny_corpus, spleeter, "train", seed=2, real_fraction=1.0)
     batch = sampler.batch(4)
     expected = {engine.estimate_level(audio.file_source(spleeter / "train" / song / f"{stem}.wav"),
                                       audio.file_source(tiny_corpus / "train" / song / "mixture.wav"))
@@ -145,7 +149,9 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     run = tmp_path / "run"
     common = dict(run=run, corpus=tiny_corpus, spleeter=tmp_path / "none", batch_size=2, lr=1e-3, width=8,
                   blocks=2, time_stride=None, stereo=False, consistency=0.5, real_fraction=0.3, init=None,
-                  bleed_weight=0.01, sdr_weight=0.01, save_every=2, threads=1, seed=0)
+                  bleed_weight=0.01, sdr_weight=0.01, save_every=2, threads=1, seed=0, evidence=False,
+                  band_mix=False, segment_seconds=2.0, bleed_fraction=0.3, bf16=False, val_every=0, workers=0,
+                  resume_weights=None, snapshot=None)
     fit.main(plan="trunk:2,control:2", **common)
     first = torch.load(run / "last.pt", weights_only=False)
     assert (first["phase_index"], first["phase_step"]) == (1, 2)
@@ -166,11 +172,12 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
                                 "stereo": True})
     parent, child = torch.load(run / "last.pt", weights_only=False), torch.load(tuned / "last.pt", weights_only=False)
     assert parent["model_config"] == {"width": 8, "dilations": (1, 2), "cond_dim": 64, "time_stride": 1,
-                                      "stereo": False}
+                                      "stereo": False, "evidence": False, "band_mix": False}
     # the parent's shape, with half-rate blocks and stereo inputs
     assert child["model_config"] == {**parent["model_config"], "time_stride": 2, "stereo": True}
     assert child["history"] == [{"plan": "trunk:2,control:2,joint:2", "run": str(shipped.parent), "steps": 6,
-                                 "real_fraction": 0.3, "bleed_weight": 0.01, "sdr_weight": 0.01}]
+                                 "real_fraction": 0.3, "bleed_weight": 0.01, "sdr_weight": 0.01,
+                                 "bleed_fraction": 0.3, "segment_seconds": 2.0, "bf16": False}]
     assert child["examples"] == parent["examples"] + 2 * common["batch_size"]
     assert not torch.equal(child["model"]["zero_convs.0.weight"], parent["model"]["zero_convs.0.weight"])
 
@@ -191,3 +198,65 @@ def test_card_counts_the_steps_each_stage_took_not_the_ones_it_planned():
     assert fit.steps_done(stopped_early) == 15
     history = [{"plan": "joint:8"}, {"plan": "joint:800", "steps": 600}]  # the first has no record: it ran its plan
     assert _optimizer_steps({**stopped_early, "history": history}) == 8 + 600 + 15
+
+
+def _bleed_case(seed: int = 0, frames: int = 120):
+    """Spectra of a stem, the others, and the stem with a quarter of the others leaked in (additive bleed)."""
+    gen = torch.Generator().manual_seed(seed)
+    stem, others = (torch.randn(1, 2, spectral.N_BINS, frames, generator=gen) for _ in range(2))
+    return stem, others, stem + 0.25 * others
+
+
+def test_bleed_evidence_finds_additive_bleed_and_the_closed_form_removes_it():
+    stem, others, bled = _bleed_case()
+    gain, coherence = bleed_evidence(bled, stem + others - bled)
+    # stem + g o against the residual (1 - g) o: the least-squares gain is g / (1 - g), with g = 1/4
+    # and their coherence is (g (1 - g))^2 / ((1 + g^2)(1 - g)^2), about 0.06, where independent sources give ~0
+    assert abs(gain.median().item() - 1 / 3) < 0.05 and abs(coherence.median().item() - 0.059) < 0.02
+    clean_gain, clean_coherence = bleed_evidence(stem, others)
+    assert clean_gain.median().item() < 0.05 and clean_coherence.median().item() < 0.02
+    model = Denoiser(width=8, dilations=(1, 2), evidence=True).eval()
+    for layer in model.head.proj:  # open the de-bleed gate everywhere, leave the learned masks at zero
+        torch.nn.init.zeros_(layer[-1].weight)
+        layer[-1].bias.data.view(-1, 5)[:, 4] = 20.0
+    with torch.no_grad():
+        out = model(bled, stem + others, torch.tensor([0.5]), torch.tensor([0]))
+    before, after = ((x - stem).pow(2).sum() / stem.pow(2).sum() for x in (bled, out))
+    assert 10 * torch.log10(before / after) > 10.0, "the open gate must apply s - a r and remove most of the bleed"
+
+
+def test_evidence_and_band_mixing_models_export_with_parity(tmp_path):
+    model = Denoiser(width=8, dilations=(1, 32), time_stride=2, evidence=True, band_mix=True)
+    for block in [*model.trunk_blocks, *model.control_blocks]:  # trained band mixing, so it is in the graph
+        torch.nn.init.normal_(block.band_mix.weight, std=0.1)
+    path = tmp_path / "model.onnx"
+    export(model, path, "test-commit")
+    assert parity_error(model, path, frames=97) < 1e-4
+
+
+def test_sampler_draws_additive_bleed_at_the_documented_levels(tiny_corpus):
+    sampler = sampling.CorpusSampler(tiny_corpus, None, "train", seed=4, bleed_fraction=1.0, segment_seconds=1.0)
+    for _ in range(6):
+        example = sampler.draw()
+        leak = example.damaged - example.clean
+        ratio = 10 * np.log10(np.vdot(example.clean, example.clean).real / np.vdot(leak, leak).real)
+        assert 5.5 < ratio < 30.5
+        assert np.allclose(example.mix, example.clean + (example.mix - example.clean))  # exact sum of the sources
+
+
+def test_val_cases_score_a_model_that_removes_bleed_above_one_that_does_nothing(tmp_path):
+    corpus = _write_corpus(tmp_path / "corpus", "val")
+    cases = validate.val_cases(corpus, None, seconds=2.0)
+    assert {case.kind for case in cases} == {"bleed"} and len(cases) == 2 * len(validate.BLEED_ROWS)
+
+    class Oracle(torch.nn.Module):  # returns the true stem: the best any model can do
+        def forward(self, stem, mix, level, stem_type):
+            return torch.from_numpy(spectral.to_channels(next(c.clean for c in cases if np.array_equal(
+                spectral.to_channels(c.damaged), stem.numpy()))))
+
+    class Identity(torch.nn.Module):
+        def forward(self, stem, mix, level, stem_type):
+            return stem
+
+    assert abs(validate.score(Identity(), cases)["bleed"]) < 1e-6
+    assert validate.score(Oracle(), cases)["bleed"] > 10.0

@@ -14,137 +14,18 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 import typer
 
-from stemclean import audio, engine, schedule, spectral
+from stemclean import schedule, spectral
 from stemclean.files import atomic_path
-from stemclean.stems import stem_index
-from stemclean.train.corpus import load_manifest
-from stemclean.train.degrade import degrade_spec
-from stemclean.train.export import git_commit, load_checkpoint
+from stemclean.train import validate
+from stemclean.train.export import git_commit, load_checkpoint, save_weights
 from stemclean.train.network import Denoiser, block_dilations, with_stereo_inputs
-from stemclean.train.separators import SPLEETER_STEMS
-
-SEGMENT_SECONDS = 2.0
-LADDER_STEMS = ("vocals", "drums", "bass", "other", "accompaniment")
-_SILENT_RMS = 1e-4
-
-
-@dataclass
-class Example:
-    """One training case: the damaged stem, the mixture and the true stem, as complex spectra [channels, F, T]."""
-
-    damaged: np.ndarray
-    mix: np.ndarray
-    clean: np.ndarray
-    level: float
-    stem_type: int
-
-
-class CorpusSampler:
-    """Draws random segments from the rendered corpus and damages them with the ladder or with real Spleeter output.
-
-    Segments are mono, or with ``stereo`` both channels as a (left, right) pair; one stereo pair in ten is a single
-    channel twice, which is how the engine feeds a stereo model a mono file.
-    """
-
-    def __init__(self, corpus: Path, spleeter: Path | None, split: str, seed: int, real_fraction: float = 0.3,
-                 clean_fraction: float = 0.05, stereo: bool = False):
-        self.corpus, self.spleeter_root, self.split, self.stereo = corpus, spleeter, split, stereo
-        self.rng = np.random.default_rng(seed)
-        self.real_fraction, self.clean_fraction = real_fraction, clean_fraction
-        self.segment = int(SEGMENT_SECONDS * spectral.SAMPLE_RATE)
-        self._real_levels: dict[tuple[str, str], float] = {}
-        self.refresh()
-        if not self.songs:
-            raise FileNotFoundError(f"no rendered {split} songs under {corpus}")
-
-    def refresh(self) -> None:
-        """Re-read the manifest, so a run started on a partly rendered corpus picks up songs as they land."""
-        entries = load_manifest(self.corpus).values()
-        self.songs = [self.corpus / self.split / e["id"] for e in entries
-                      if e["split"] == self.split and (self.corpus / self.split / e["id"] / "mixture.wav").exists()]
-        root = self.spleeter_root
-        self.spleeter = {song.name: root / self.split / song.name for song in self.songs
-                         if root and (root / self.split / song.name / "accompaniment.wav").exists()}
-
-    def runtime_level(self, song: Path, stem: str) -> float:
-        """The level the engine's spectral estimate gives this whole Spleeter file, memoised.
-
-        Real pairs are conditioned on what the sampler will be told at inference, not on the level their SI-SDR
-        implies: on the val split, a model fine-tuned with SI-SDR levels lost about 0.6 dB of ΔSI-SDR when run with
-        the estimated ones instead.
-        """
-        key = (song.name, stem)
-        if key not in self._real_levels:
-            self._real_levels[key] = engine.estimate_level(
-                audio.file_source(self.spleeter[song.name] / f"{stem}.wav"), audio.file_source(song / "mixture.wav"))
-        return self._real_levels[key]
-
-    def _read(self, path: Path, start: int, channels: list[int]) -> np.ndarray:
-        audio, _ = sf.read(str(path), start=start, stop=start + self.segment, dtype="float32", always_2d=True)
-        return audio[:, [min(c, audio.shape[1] - 1) for c in channels]].T  # [channels, samples]
-
-    def _true_stem(self, song: Path, stem: str, start: int, channels: list[int]) -> np.ndarray:
-        if stem == "accompaniment":
-            return sum(self._read(song / f"{name}.wav", start, channels) for name in ("drums", "bass", "other"))
-        return self._read(song / f"{stem}.wav", start, channels)
-
-    def draw(self) -> Example:
-        """One example; a song whose files are being rewritten by the renderer is skipped, not fatal."""
-        for _ in range(20):
-            try:
-                return self._draw_once()
-            except (OSError, RuntimeError):
-                self.refresh()
-        raise RuntimeError(f"cannot read training songs under {self.corpus}")
-
-    def _draw_once(self) -> Example:
-        rng = self.rng
-        for _ in range(8):  # prefer segments where the stem is playing; a silent stem is still a valid case
-            song = self.songs[rng.integers(len(self.songs))]
-            use_real = song.name in self.spleeter and rng.random() < self.real_fraction
-            stem = str(rng.choice(SPLEETER_STEMS if use_real else LADDER_STEMS))
-            frames = sf.info(str(song / "mixture.wav")).frames
-            start = int(rng.integers(0, max(1, frames - self.segment)))
-            channel = int(rng.integers(2))
-            channels = [channel] if not self.stereo else [channel, channel] if rng.random() < 0.1 else [0, 1]
-            clean = self._true_stem(song, stem, start, channels)
-            if np.sqrt(np.mean(clean**2)) > _SILENT_RMS:
-                break
-        mix = self._read(song / "mixture.wav", start, channels)
-        clean_spec, mix_spec = spectral.stft(clean), spectral.stft(mix)
-        if use_real:
-            damaged = self._read(self.spleeter[song.name] / f"{stem}.wav", start, channels)
-            level = self.runtime_level(song, stem)
-            damaged_spec = spectral.stft(damaged)
-        elif rng.random() < self.clean_fraction:
-            level, damaged_spec = 0.0, clean_spec
-        else:
-            level = float(rng.random())
-            damaged_spec = degrade_spec(clean_spec, mix_spec - clean_spec, level, rng, stem_type=stem)
-        label = "unknown" if rng.random() < 0.1 else stem
-        return Example(damaged_spec, mix_spec, clean_spec, level, stem_index(label))
-
-    def batch(self, size: int) -> dict[str, torch.Tensor]:
-        examples = [self.draw() for _ in range(size)]
-
-        def stack(field: str) -> torch.Tensor:
-            return torch.from_numpy(np.concatenate([spectral.to_channels(getattr(e, field)) for e in examples]))
-
-        return {
-            "stem": stack("damaged"), "mix": stack("mix"), "clean": stack("clean"),
-            # One value per batch item, that is per channel of each example.
-            "level": torch.tensor([e.level for e in examples for _ in e.mix], dtype=torch.float32),
-            "stem_type": torch.tensor([e.stem_type for e in examples for _ in e.mix], dtype=torch.long),
-        }
-
+from stemclean.train.sampler import BatchStream, CorpusSampler
 
 _WINDOW = torch.hann_window(spectral.N_FFT)
 
@@ -200,7 +81,7 @@ def bleed_db(pred: torch.Tensor, target: torch.Tensor, mix: torch.Tensor) -> tor
 
 
 # Settings a checkpoint records beside its plan, so the model card can say how each stage was trained.
-RECIPE_KEYS = ("real_fraction", "bleed_weight", "sdr_weight")
+RECIPE_KEYS = ("real_fraction", "bleed_weight", "sdr_weight", "bleed_fraction", "segment_seconds", "bf16")
 
 
 def total_loss(terms: dict[str, torch.Tensor], bleed_weight: float = 0.01, sdr_weight: float = 0.01) -> torch.Tensor:
@@ -268,7 +149,21 @@ def main(
     batch_size: int = typer.Option(8, help="Channels per step: a stereo model draws half as many (left, right) pairs."),
     lr: float = typer.Option(1e-3),
     width: int = typer.Option(32, help="Channels per band (a new run only; --init and resume keep the parent's)."),
-    blocks: int = typer.Option(4, help="Blocks per branch (a new run only); fewer run faster."),
+    blocks: int = typer.Option(4, help="Blocks per branch (a new run only); fewer run faster. Time dilations cycle "
+                               "1, 2, 4, ..., 32, so 6 blocks at --time-stride 2 see about +-2.9 s."),
+    evidence: bool = typer.Option(False, help="New run: the control branch reads the local least-squares bleed gain "
+                                  "and coherence, and the head can apply the closed-form de-bleed they imply."),
+    band_mix: bool = typer.Option(False, help="New run: each block mixes all bands densely (context across the "
+                                  "whole spectrum, not just +-1 band per block)."),
+    segment_seconds: float = typer.Option(2.0, help="Length of each training segment; long context needs long ones."),
+    bleed_fraction: float = typer.Option(0.0, help="Share of synthetic examples that are additive bleed (a fixed-"
+                                         "filter leak of the others) instead of the artifact ladder."),
+    bf16: bool = typer.Option(False, help="Run the network's forward pass under bfloat16 autocast (the loss stays "
+                              "float32)."),
+    val_every: int = typer.Option(0, help="Score the val set (stemclean.train.validate) every N steps and log it; "
+                                  "0 never."),
+    workers: int = typer.Option(1, help="DataLoader worker processes preparing batches beside training; 0 prepares "
+                                "them in the training process."),
     stereo: bool = typer.Option(False, help="Give the control branch the partner channel (a new run, or an --init "
                                 "parent that is mono: its new inputs start at zero, so it starts as the parent)."),
     time_stride: int = typer.Option(None, min=1, max=2,
@@ -279,6 +174,10 @@ def main(
     init: Path = typer.Option(None, help="Start a new run from this checkpoint's weights (fine-tuning)."),
     bleed_weight: float = typer.Option(0.01, help="Weight of the bleed (differentiable SIR) loss, per dB."),
     sdr_weight: float = typer.Option(0.01, help="Weight of the negative SI-SDR loss, per dB."),
+    resume_weights: Path = typer.Option(None, help="Without RUN/last.pt, resume this run from a weights-only "
+                                        "snapshot (see --snapshot): same plan position, fresh optimizer state."),
+    snapshot: Path = typer.Option(None, help="Also write a weights-only copy of every checkpoint here, small enough "
+                                  "to commit, so a fresh machine can resume the run with --resume-weights."),
     save_every: int = typer.Option(100),
     threads: int = typer.Option(2),
     seed: int = typer.Option(0),
@@ -291,11 +190,12 @@ def main(
     state = {"phase_index": 0, "phase_step": 0, "wall_time": 0.0, "examples": 0}
     last = run / "last.pt"
     saved, history = None, []
-    if last.exists():
-        model, saved = load_checkpoint(last)
+    resume_from = last if last.exists() else resume_weights
+    if resume_from is not None:
+        model, saved = load_checkpoint(resume_from)
         state = {k: saved[k] for k in state}
         history = saved.get("history", [])
-        typer.echo(f"resuming {last}: phase {state['phase_index']} step {state['phase_step']}", err=True)
+        typer.echo(f"resuming {resume_from}: phase {state['phase_index']} step {state['phase_step']}", err=True)
     elif init is not None:
         model, parent = load_checkpoint(init)
         # The parent's training counts toward this model's totals, and its plan stays on record for the model card.
@@ -309,11 +209,18 @@ def main(
         if stereo and not model.stereo:
             model = with_stereo_inputs(model)
     else:
-        model = Denoiser(width=width, dilations=block_dilations(blocks), time_stride=time_stride or 1, stereo=stereo)
+        model = Denoiser(width=width, dilations=block_dilations(blocks), time_stride=time_stride or 1, stereo=stereo,
+                         evidence=evidence, band_mix=band_mix)
     sampler = CorpusSampler(corpus, spleeter, "train", seed=seed + 1000 * state["phase_index"] + state["phase_step"],
-                            real_fraction=real_fraction, stereo=model.stereo)
+                            real_fraction=real_fraction, stereo=model.stereo, bleed_fraction=bleed_fraction,
+                            segment_seconds=segment_seconds)
     examples_per_step = batch_size // 2 if model.stereo else batch_size
-    recipe = dict(zip(RECIPE_KEYS, (real_fraction, bleed_weight, sdr_weight), strict=True))
+    batches = iter(torch.utils.data.DataLoader(BatchStream(sampler, examples_per_step), batch_size=None,
+                                               num_workers=workers, prefetch_factor=4 if workers else None,
+                                               persistent_workers=workers > 0))
+    val_set = validate.ValSet(corpus, spleeter)
+    recipe = dict(zip(RECIPE_KEYS, (real_fraction, bleed_weight, sdr_weight, bleed_fraction, segment_seconds, bf16),
+                      strict=True))
     rng = np.random.default_rng(seed + 7)
     log = (run / "log.jsonl").open("a")
 
@@ -321,16 +228,17 @@ def main(
         phase, n_steps = phases[phase_index]
         phase_lr = lr if phase != "joint" or phase_index == 0 else lr * 0.3
         optimizer = configure_phase(model, phase, phase_lr)
-        if saved is not None and saved["phase_index"] == phase_index and saved["phase_step"] > 0:
-            optimizer.load_state_dict(saved["optimizer"])
+        if saved is not None and saved["phase_index"] == phase_index and saved["phase_step"] > 0 and "optimizer" in saved:
+            optimizer.load_state_dict(saved["optimizer"])  # a weights-only snapshot restarts Adam's moments
         model.train()
         for step in range(state["phase_step"] if phase_index == state["phase_index"] else 0, n_steps):
             started = time.time()
-            batch = sampler.batch(examples_per_step)
+            batch = next(batches)
             if rng.random() < consistency:
                 batch = consistency_input(model, batch, rng)
-            pred = model(batch["stem"], batch["mix"], batch["level"], batch["stem_type"])
-            terms = loss_terms(pred, batch["clean"], batch["mix"])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                pred = model(batch["stem"], batch["mix"], batch["level"], batch["stem_type"])
+            terms = loss_terms(pred.float(), batch["clean"], batch["mix"])
             loss = total_loss(terms, bleed_weight, sdr_weight)
             optimizer.zero_grad()
             loss.backward()
@@ -343,6 +251,9 @@ def main(
                          examples=state["examples"] + batch_size)
             record = {"phase": phase, "step": step + 1, "loss": loss.item(), **{k: v.item() for k, v in terms.items()},
                       "seconds": round(time.time() - started, 3)}
+            if val_every and (step + 1) % val_every == 0:
+                record["val"] = validate.score(model, val_set.cases())
+                record.update(examples=state["examples"], wall_hours=state["wall_time"] / 3600)
             log.write(json.dumps(record) + "\n")
             log.flush()
             if (step + 1) % save_every == 0 or step + 1 == n_steps:
@@ -350,7 +261,8 @@ def main(
                               "model_config": model.config, "use_control": model.use_control, "plan": plan,
                               "history": history, **recipe, "commit": git_commit(), **state}
                 save(last, checkpoint)
-                sampler.refresh()
+                if snapshot is not None:
+                    save_weights(checkpoint, snapshot)
                 if step + 1 == n_steps:
                     save(run / f"{phase_index}-{phase}.pt", checkpoint)
         state["phase_step"] = 0

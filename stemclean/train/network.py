@@ -23,10 +23,16 @@ from stemclean.stems import STEM_TYPES
 # Band widths in Hz, from the bottom up: narrow where pitch lives, wide where only the envelope matters.
 _BAND_PLAN_HZ = ((1000, 100), (4000, 250), (8000, 500), (16000, 1000), (SAMPLE_RATE // 2, 2000))
 _EPS = 1e-5
-# Each branch's blocks cycle through these time dilations (kernel 5): four blocks see +-30 frames, about +-0.35 s.
-_DILATION_CYCLE = (1, 2, 4, 8)
-# Control-branch features per bin: mono ones, and those a stereo model adds (see _complex_features).
-CONTROL_FEATURES, STEREO_FEATURES = 5, 6
+_GATE_BIAS = -5.0
+# Each branch's blocks cycle through these time dilations (kernel 5): four blocks see +-30 frames, about +-0.35 s;
+# six see +-126 frames, and at half rate (time_stride 2) that is +-252 STFT frames, about +-2.9 s.
+_DILATION_CYCLE = (1, 2, 4, 8, 16, 32)
+# Control-branch features per bin: mono ones, those a stereo model adds, and the bleed evidence (see _complex_features).
+CONTROL_FEATURES, STEREO_FEATURES, EVIDENCE_FEATURES = 5, 6, 2
+# The window of the local least-squares bleed evidence: 5 bins (~108 Hz) by 43 frames (~0.5 s), as lsdebleed uses.
+EVIDENCE_BINS, EVIDENCE_FRAMES = 5, 43
+# The de-bleed gain is clipped to this: a larger one means the residual is tiny there, and the product is noise.
+_MAX_DEBLEED_GAIN = 2.0
 
 
 def band_edges() -> list[tuple[int, int]]:
@@ -63,7 +69,7 @@ def band_groups(edges: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]
 
 
 def block_dilations(blocks: int) -> tuple[int, ...]:
-    """The time dilations of ``blocks`` blocks per branch: 1, 2, 4, 8, then again from 1."""
+    """The time dilations of ``blocks`` blocks per branch: 1, 2, 4, ..., 32, then again from 1."""
     return tuple(_DILATION_CYCLE[i % len(_DILATION_CYCLE)] for i in range(blocks))
 
 
@@ -89,14 +95,49 @@ def _phase_agreement(a: torch.Tensor, b: torch.Tensor, power_a: torch.Tensor, po
     return torch.cat([re, im], dim=1) / torch.sqrt(power_a * power_b + _EPS**2)
 
 
-def _complex_features(stem: torch.Tensor, mix: torch.Tensor, stereo: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _box_sum(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """Sum over ``size`` neighbours (odd, centred; edges sum what exists) along ``dim`` of a [B, C, F, T] tensor, as a
+    running sum differenced at the window's ends. Average pools over the same windows took about a tenth of a
+    training step on this CPU; the running sums next to nothing."""
+    half = size // 2
+    pad = (half + 1, half) if dim == 3 else (0, 0, half + 1, half)
+    running = torch.cumsum(F.pad(x, pad), dim=dim)
+    return running.narrow(dim, size, x.shape[dim]) - running.narrow(dim, 0, x.shape[dim])
+
+
+def _local_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum over the evidence window around each bin. The evidence is ratios of such sums, so sums serve as means."""
+    return _box_sum(_box_sum(x, EVIDENCE_BINS, 2), EVIDENCE_FRAMES, 3)
+
+
+def bleed_evidence(s: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per bin, the local least-squares gain of the stem on the residual and their local coherence, [B, 1, F, T] each.
+
+    The gain ``a = Re<s, r> / <r, r>`` (clipped to [0, 2]) is what the closed-form de-bleed ``s - a r`` removes:
+    additive bleed of a source that also sits in the residual makes it large. The coherence ``|<s, r>|^2 / (<s, s>
+    <r, r>)`` tells that case from a ratio mask's output, whose stem and residual are coherent by construction too but
+    where ``s - a r`` would cut the stem itself. Given both, the network can learn when the closed form applies.
+    """
+    s_re, s_im, r_re, r_im = s[:, 0:1], s[:, 1:2], r[:, 0:1], r[:, 1:2]
+    cross = _local_sum(torch.cat([s_re * r_re + s_im * r_im, s_im * r_re - s_re * r_im], dim=1))
+    # clamped: the running sums' rounding can leave a hair below zero in a silent stretch after a loud one
+    power = torch.clamp(_local_sum(torch.cat([s_re * s_re + s_im * s_im, r_re * r_re + r_im * r_im], dim=1)), min=0.0)
+    power_s, power_r = power[:, 0:1], power[:, 1:2]
+    gain = torch.clamp(cross[:, 0:1] / (power_r + _EPS**2), 0.0, _MAX_DEBLEED_GAIN)
+    coherence = (cross * cross).sum(1, keepdim=True) / (power_s * power_r + _EPS**4)
+    return gain, coherence
+
+
+def _complex_features(stem: torch.Tensor, mix: torch.Tensor, stereo: bool,
+                      evidence: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Scale-invariant per-bin features of the stem (trunk) and of the mixture and residual (control).
 
     Every spectrum is divided by the mixture's RMS magnitude, so a quiet and a loud song look the same to the network.
     A stereo model's control branch also sees how each bin's level and phase differ from the partner channel's, in
     the stem and in the mixture: bleed from an instrument panned elsewhere than the stem's source shows up there.
     Each power spectrum is computed once and shared by the log magnitudes and the phase terms: these full-resolution
-    elementwise ops are a large share of the model's run time.
+    elementwise ops are a large share of the model's run time. With ``evidence`` the control branch also gets
+    :func:`bleed_evidence`, and its de-bleed gain is returned for the output head (else None).
     """
     mix_power = _power(mix)
     scale = torch.sqrt(torch.mean(mix_power, dim=(2, 3), keepdim=True)) + _EPS
@@ -105,6 +146,10 @@ def _complex_features(stem: torch.Tensor, mix: torch.Tensor, stereo: bool) -> tu
     log_s, log_m = _log_mag(power_s), _log_mag(power_m)
     trunk = torch.cat([log_s, s], dim=1)  # [B, 3, F, T]
     control = [log_m, _log_mag(power_r), log_s - log_m, _phase_agreement(s, r, power_s, power_r)]  # [B, 5, F, T]
+    gain = None
+    if evidence:  # before the stereo terms, which with_stereo_inputs appends as the last input columns
+        gain, coherence = bleed_evidence(s, r)
+        control += [gain, coherence]
     if stereo:
         m = mix / scale
         s_other, m_other = stereo_partner(stem) / scale, stereo_partner(mix) / scale
@@ -112,7 +157,7 @@ def _complex_features(stem: torch.Tensor, mix: torch.Tensor, stereo: bool) -> tu
         control += [_log_mag(power_s_other) - log_s, _log_mag(power_m_other) - log_m,
                     _phase_agreement(s, s_other, power_s, power_s_other),
                     _phase_agreement(m, m_other, power_m, power_m_other)]  # 6 more
-    return trunk, torch.cat(control, dim=1)
+    return trunk, torch.cat(control, dim=1), gain
 
 
 class BandSplit(nn.Module):
@@ -176,22 +221,56 @@ class BandMerge(nn.Module):
         return torch.cat(outs, dim=2)  # [B, n_out, F, T]
 
 
-class Block(nn.Module):
-    """Residual block: depthwise conv over time (dilated) and across bands, pointwise mixing, FiLM from the condition."""
+def _depthwise_time(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv`` (depthwise, kernel (1, k)) on [B, C, K, T], computed as a 1-d convolution over [B * K, C, T].
 
-    def __init__(self, width: int, dilation: int, cond_dim: int):
+    The same result as ``conv(x)``; the 2-d depthwise convolution's backward pass on this CPU build took 4 to 17
+    times as long as the 1-d one's, and it was most of a training step.
+    """
+    b, c, k, t = x.shape
+    y = F.conv1d(x.transpose(1, 2).reshape(b * k, c, t), conv.weight[:, :, 0, :], conv.bias,
+                 padding=conv.padding[1], dilation=conv.dilation[1], groups=c)
+    return y.reshape(b, k, c, t).transpose(1, 2)
+
+
+def _depthwise_band(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv`` (depthwise, kernel (k, 1)) on [B, C, K, T] as a 1-d convolution over [B * T, C, K]; see above."""
+    b, c, k, t = x.shape
+    y = F.conv1d(x.permute(0, 3, 1, 2).reshape(b * t, c, k), conv.weight[:, :, :, 0], conv.bias,
+                 padding=conv.padding[0], groups=c)
+    return y.reshape(b, t, c, k).permute(0, 2, 3, 1)
+
+
+class Block(nn.Module):
+    """Residual block: depthwise conv over time (dilated) and across bands, pointwise mixing, FiLM from the condition.
+
+    With ``bands`` set, a dense mixing across all bands follows (one K x K matrix shared by the channels, as an
+    MLP-Mixer token-mixing step): the depthwise band conv sees +-1 band, but a voice's harmonics and a bleeding
+    instrument span the whole spectrum. It starts at zero, so it adds nothing until trained.
+    """
+
+    def __init__(self, width: int, dilation: int, cond_dim: int, bands: int | None = None):
         super().__init__()
         self.time = nn.Conv2d(width, width, (1, 5), padding=(0, 2 * dilation), dilation=(1, dilation), groups=width)
         self.band = nn.Conv2d(width, width, (3, 1), padding=(1, 0), groups=width)
         self.norm = nn.GroupNorm(1, width)
         self.mlp = nn.Sequential(nn.Conv2d(width, 2 * width, 1), nn.GELU(), nn.Conv2d(2 * width, width, 1))
         self.film = nn.Linear(cond_dim, 2 * width)
+        self.band_mix = None
+        if bands is not None:
+            self.band_norm = nn.GroupNorm(1, width)
+            self.band_mix = nn.Linear(bands, bands)
+            nn.init.zeros_(self.band_mix.weight)
+            nn.init.zeros_(self.band_mix.bias)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         scale, shift = self.film(cond)[:, :, None, None].chunk(2, dim=1)
-        h = self.norm(self.band(self.time(x)))
+        h = self.norm(_depthwise_band(self.band, _depthwise_time(self.time, x)))
         h = h * (1 + scale) + shift
-        return x + self.mlp(h)
+        x = x + self.mlp(h)
+        if self.band_mix is not None:  # [B, C, K, T] -> mix K -> back
+            x = x + self.band_mix(self.band_norm(x).transpose(2, 3)).transpose(2, 3)
+        return x
 
 
 def _zero_conv(width: int) -> nn.Conv2d:
@@ -206,7 +285,7 @@ class Denoiser(nn.Module):
     """Trunk + control branch. ``use_control=False`` runs the trunk alone (phase 1 and the trunk-only ablation)."""
 
     def __init__(self, width: int = 48, dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2), cond_dim: int = 64,
-                 time_stride: int = 1, stereo: bool = False):
+                 time_stride: int = 1, stereo: bool = False, evidence: bool = False, band_mix: bool = False):
         super().__init__()
         if time_stride not in (1, 2):
             raise ValueError(f"time_stride must be 1 or 2, got {time_stride}")
@@ -214,30 +293,38 @@ class Denoiser(nn.Module):
         # 2 runs the blocks at half the frame rate, for less model time; the band-split output keeps full rate.
         self.time_stride = time_stride
         self.stereo = stereo
+        # evidence: the control branch reads bleed_evidence, and the head can apply the closed-form de-bleed it implies.
+        self.evidence, self.band_mix = evidence, band_mix
         self.use_control = True
         # Fixed frequencies of the level embedding: a buffer, so no training phase can pick them up as a parameter.
         self.register_buffer("level_freqs", torch.exp(torch.linspace(0, math.log(100.0), cond_dim // 2)))
         self.type_embed = nn.Embedding(len(STEM_TYPES), cond_dim)
         self.cond_mlp = nn.Sequential(nn.Linear(cond_dim, cond_dim), nn.GELU(), nn.Linear(cond_dim, cond_dim))
 
+        bands = len(band_edges()) if band_mix else None
         self.trunk_in = BandSplit(3, width)
-        self.trunk_blocks = nn.ModuleList(Block(width, d, cond_dim) for d in dilations)
-        self.head = BandMerge(width, 4)
+        self.trunk_blocks = nn.ModuleList(Block(width, d, cond_dim, bands) for d in dilations)
+        self.head = BandMerge(width, 4 + evidence)
 
-        self.control_in = BandSplit(CONTROL_FEATURES + stereo * STEREO_FEATURES, width)
-        self.control_blocks = nn.ModuleList(Block(width, d, cond_dim) for d in dilations)
+        n_control = CONTROL_FEATURES + stereo * STEREO_FEATURES + evidence * EVIDENCE_FEATURES
+        self.control_in = BandSplit(n_control, width)
+        self.control_blocks = nn.ModuleList(Block(width, d, cond_dim, bands) for d in dilations)
         self.zero_convs = nn.ModuleList(_zero_conv(width) for _ in dilations)
 
-        # Start from the identity: both mask corrections begin near zero, so an untrained model returns its input.
+        # Start from the identity: both mask corrections begin near zero, so an untrained model returns its input,
+        # and the de-bleed gate starts almost shut (sigmoid(-5), under 1%).
         for layer in self.head.proj:
             nn.init.normal_(layer[-1].weight, std=1e-3)
             nn.init.zeros_(layer[-1].bias)
+            if evidence:
+                layer[-1].bias.data.view(-1, 5)[:, 4] = _GATE_BIAS
 
     @property
     def config(self) -> dict:
         """The constructor arguments that rebuild this network's shape: checkpoints store them, copies reuse them."""
         return {"width": self.width, "dilations": self.dilations, "cond_dim": self.cond_dim,
-                "time_stride": self.time_stride, "stereo": self.stereo}
+                "time_stride": self.time_stride, "stereo": self.stereo, "evidence": self.evidence,
+                "band_mix": self.band_mix}
 
     def trunk_parameters(self) -> list[nn.Parameter]:
         control = set(map(id, self.control_parameters()))
@@ -251,7 +338,7 @@ class Denoiser(nn.Module):
         cond = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1) + self.type_embed(stem_type)
         cond = self.cond_mlp(cond)
 
-        trunk_feats, control_feats = _complex_features(stem, mix, self.stereo)
+        trunk_feats, control_feats, debleed_gain = _complex_features(stem, mix, self.stereo, self.evidence)
         full = self.trunk_in(trunk_feats)
         h = start = self._slow(full)
         if self.use_control:
@@ -265,9 +352,12 @@ class Denoiser(nn.Module):
         h = self._fast(h, start, full)
 
         # Bounded complex corrections: stem mask = 1 + ds, residual mask = dr, each |component| < 2.
-        delta = 2.0 * torch.tanh(self.head(h) / 2.0)
+        out = self.head(h)
+        delta = 2.0 * torch.tanh(out[:, :4] / 2.0)
         resid = mix - stem
         ds_re, ds_im, dr_re, dr_im = delta[:, 0:1], delta[:, 1:2], delta[:, 2:3], delta[:, 3:4]
+        if debleed_gain is not None and self.use_control:  # the gated de-bleed s - a r reads the mix: control only
+            dr_re = dr_re - torch.sigmoid(out[:, 4:5]) * debleed_gain
         s_re, s_im, r_re, r_im = stem[:, 0:1], stem[:, 1:2], resid[:, 0:1], resid[:, 1:2]
         out_re = s_re + ds_re * s_re - ds_im * s_im + dr_re * r_re - dr_im * r_im
         out_im = s_im + ds_re * s_im + ds_im * s_re + dr_re * r_im + dr_im * r_re

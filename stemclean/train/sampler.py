@@ -1,0 +1,206 @@
+"""Training examples drawn on the fly from the corpus: real separator pairs, additive bleed and the artifact ladder.
+
+Three kinds of example, mixed by share:
+
+- **real**: a Spleeter output with its song's true mixture and true stem (the ground truth that matters most);
+- **bleed**: the true stem plus a fixed-filter leak of other sources (:func:`degrade.random_leak_spec`), the case a
+  least-squares de-bleed solves and a separator's mask does not produce;
+- **ladder**: the true stem through the artifact ladder at a random level.
+
+Bleed and ladder examples are remixed (issue 20): the other sources come from a different song than the target stem
+half of the time, at a random gain and channel, so the number of distinct mixtures is effectively unlimited. Real
+pairs keep their own mixture, since that is what Spleeter separated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from stemclean import audio, engine, schedule, spectral
+from stemclean.stems import stem_index
+from stemclean.train.corpus import load_manifest
+from stemclean.train.degrade import degrade_spec, random_leak_spec
+from stemclean.train.separators import SPLEETER_STEMS
+
+LADDER_STEMS = ("vocals", "drums", "bass", "other", "accompaniment")
+CORPUS_STEMS = ("vocals", "drums", "bass", "other")
+_SILENT_RMS = 1e-4
+_REMIX_GAIN_DB = 6.0  # the others' level is moved by up to this much either way when remixed
+
+
+@dataclass
+class Example:
+    """One training case: the damaged stem, the mixture and the true stem, as complex spectra [channels, F, T]."""
+
+    damaged: np.ndarray
+    mix: np.ndarray
+    clean: np.ndarray
+    level: float
+    stem_type: int
+
+
+def parts_of(stem: str) -> tuple[str, ...]:
+    """The corpus stems that make up ``stem`` (accompaniment is drums + bass + other)."""
+    return ("drums", "bass", "other") if stem == "accompaniment" else (stem,)
+
+
+def others_of(stem: str) -> tuple[str, ...]:
+    """The corpus stems that make up everything but ``stem``."""
+    return tuple(name for name in CORPUS_STEMS if name not in parts_of(stem))
+
+
+def level_of(damaged: np.ndarray, clean: np.ndarray) -> float:
+    """The ladder level that the damage's signal-to-error ratio implies (spectra; Parseval makes it the waveforms')."""
+    error = float(np.vdot(damaged - clean, damaged - clean).real)
+    signal = float(np.vdot(clean, clean).real)
+    return float(schedule.level_for_sdr(10.0 * np.log10(max(signal, 1e-12) / max(error, 1e-12))))
+
+
+class CorpusSampler:
+    """Draws random segments from the rendered corpus and damages them (see the module docstring).
+
+    Segments are mono, or with ``stereo`` both channels as a (left, right) pair; one stereo pair in ten is a single
+    channel twice, which is how the engine feeds a stereo model a mono file.
+    """
+
+    def __init__(self, corpus: Path, spleeter: Path | None, split: str, seed: int, real_fraction: float = 0.3,
+                 clean_fraction: float = 0.05, stereo: bool = False, bleed_fraction: float = 0.0,
+                 segment_seconds: float = 2.0):
+        self.corpus, self.spleeter_root, self.split, self.stereo = corpus, spleeter, split, stereo
+        self.rng = np.random.default_rng(seed)
+        self.real_fraction, self.clean_fraction, self.bleed_fraction = real_fraction, clean_fraction, bleed_fraction
+        self.segment = int(segment_seconds * spectral.SAMPLE_RATE)
+        self._real_levels: dict[tuple[str, str], float] = {}
+        self._frames: dict[Path, int] = {}
+        self.refresh()
+        if not self.songs:
+            raise FileNotFoundError(f"no rendered {split} songs under {corpus}")
+
+    def refresh(self) -> None:
+        """Re-read the manifest, so a run started on a partly rendered corpus picks up songs as they land."""
+        entries = load_manifest(self.corpus).values()
+        self.songs = [self.corpus / self.split / e["id"] for e in entries
+                      if e["split"] == self.split and (self.corpus / self.split / e["id"] / "mixture.wav").exists()]
+        root = self.spleeter_root
+        self.spleeter = {song.name: root / self.split / song.name for song in self.songs
+                         if root and (root / self.split / song.name / "accompaniment.wav").exists()}
+
+    def runtime_level(self, song: Path, stem: str) -> float:
+        """The level the engine's spectral estimate gives this whole Spleeter file, memoised.
+
+        Real pairs are conditioned on what the sampler will be told at inference, not on the level their SI-SDR
+        implies: on the val split, a model fine-tuned with SI-SDR levels lost about 0.6 dB of ΔSI-SDR when run with
+        the estimated ones instead.
+        """
+        key = (song.name, stem)
+        if key not in self._real_levels:
+            self._real_levels[key] = engine.estimate_level(
+                audio.file_source(self.spleeter[song.name] / f"{stem}.wav"), audio.file_source(song / "mixture.wav"))
+        return self._real_levels[key]
+
+    def _length(self, path: Path) -> int:
+        if path not in self._frames:
+            self._frames[path] = sf.info(str(path)).frames
+        return self._frames[path]
+
+    def _read(self, path: Path, start: int, channels: list[int]) -> np.ndarray:
+        data, _ = sf.read(str(path), start=start, stop=start + self.segment, dtype="float32", always_2d=True)
+        data = data[:, [min(c, data.shape[1] - 1) for c in channels]].T  # [channels, samples]
+        if data.shape[1] < self.segment:  # a song shorter than the segment is padded with silence
+            data = np.pad(data, ((0, 0), (0, self.segment - data.shape[1])))
+        return data
+
+    def _sum(self, song: Path, names: tuple[str, ...], start: int, channels: list[int]) -> np.ndarray:
+        return sum(self._read(song / f"{name}.wav", start, channels) for name in names)
+
+    def _place(self) -> tuple[Path, int, list[int]]:
+        """A random song, start sample and channel list."""
+        rng = self.rng
+        song = self.songs[rng.integers(len(self.songs))]
+        start = int(rng.integers(0, max(1, self._length(song / "mixture.wav") - self.segment)))
+        channel = int(rng.integers(2))
+        channels = [channel] if not self.stereo else [channel, channel] if rng.random() < 0.1 else [0, 1]
+        return song, start, channels
+
+    def draw(self) -> Example:
+        """One example; a song whose files are being rewritten by the renderer is skipped, not fatal."""
+        for _ in range(20):
+            try:
+                return self._draw_once()
+            except (OSError, RuntimeError):
+                self.refresh()
+        raise RuntimeError(f"cannot read training songs under {self.corpus}")
+
+    def _draw_once(self) -> Example:
+        rng = self.rng
+        for _ in range(8):  # prefer segments where the stem is playing; a silent stem is still a valid case
+            song, start, channels = self._place()
+            use_real = song.name in self.spleeter and rng.random() < self.real_fraction
+            stem = str(rng.choice(SPLEETER_STEMS if use_real else LADDER_STEMS))
+            clean = self._sum(song, parts_of(stem), start, channels)
+            if np.sqrt(np.mean(clean**2)) > _SILENT_RMS:
+                break
+        label = stem_index("unknown" if rng.random() < 0.1 else stem)
+        clean_spec = spectral.stft(clean)
+        if use_real:
+            mix_spec = spectral.stft(self._read(song / "mixture.wav", start, channels))
+            damaged_spec = spectral.stft(self._read(self.spleeter[song.name] / f"{stem}.wav", start, channels))
+            return Example(damaged_spec, mix_spec, clean_spec, self.runtime_level(song, stem), label)
+        other_spec = spectral.stft(self._remixed_others(song, stem, start, channels))
+        mix_spec = clean_spec + other_spec
+        if rng.random() < self.bleed_fraction:
+            damaged_spec = random_leak_spec(clean_spec, other_spec, rng)
+            return Example(damaged_spec, mix_spec, clean_spec, level_of(damaged_spec, clean_spec), label)
+        if rng.random() < self.clean_fraction:
+            return Example(clean_spec, mix_spec, clean_spec, 0.0, label)
+        level = float(rng.random())
+        return Example(degrade_spec(clean_spec, other_spec, level, rng, stem_type=stem), mix_spec, clean_spec, level,
+                       label)
+
+    def _remixed_others(self, song: Path, stem: str, start: int, channels: list[int]) -> np.ndarray:
+        """The other sources: the same song's half of the time, else another song's at a random gain and channel."""
+        rng = self.rng
+        if rng.random() < 0.5:
+            return self._sum(song, others_of(stem), start, channels)
+        other_song, other_start, other_channels = self._place()
+        gain = np.float32(10.0 ** (rng.uniform(-_REMIX_GAIN_DB, _REMIX_GAIN_DB) / 20.0))
+        return gain * self._sum(other_song, others_of(stem), other_start, other_channels)
+
+    def batch(self, size: int) -> dict[str, torch.Tensor]:
+        examples = [self.draw() for _ in range(size)]
+
+        def stack(field: str) -> torch.Tensor:
+            return torch.from_numpy(np.concatenate([spectral.to_channels(getattr(e, field)) for e in examples]))
+
+        return {
+            "stem": stack("damaged"), "mix": stack("mix"), "clean": stack("clean"),
+            # One value per batch item, that is per channel of each example.
+            "level": torch.tensor([e.level for e in examples for _ in e.mix], dtype=torch.float32),
+            "stem_type": torch.tensor([e.stem_type for e in examples for _ in e.mix], dtype=torch.long),
+        }
+
+
+class BatchStream(torch.utils.data.IterableDataset):
+    """Endless batches from a :class:`CorpusSampler`, for a DataLoader worker process.
+
+    Reading, STFTs and the ladder take a large share of a training step on two cores; a worker prepares the next
+    batches while the main process trains, so data preparation is off the critical path. The sampler re-reads the
+    manifest every ``refresh_every`` batches, as the corpus may still be rendering.
+    """
+
+    def __init__(self, sampler: CorpusSampler, batch_size: int, refresh_every: int = 100):
+        super().__init__()
+        self.sampler, self.batch_size, self.refresh_every = sampler, batch_size, refresh_every
+
+    def __iter__(self):
+        count = 0
+        while True:
+            yield self.sampler.batch(self.batch_size)
+            count += 1
+            if count % self.refresh_every == 0:
+                self.sampler.refresh()
