@@ -63,10 +63,16 @@ def find_mix(mix_dir: Path, track: str) -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
 
 
+def _strictly_inside(folder: Path, root: Path) -> bool:
+    return folder.resolve() != root.resolve() and folder.resolve().is_relative_to(root.resolve())
+
+
 def plan(root: Path, outdir: Path | None, mix_dir: Path | None, suffix: str | None) -> list[Job]:
     """Every stem under ``root`` as a :class:`Job`. ``suffix`` (e.g. ``.flac``) overrides the stems' own."""
     outdir = outdir or root
-    excluded = [p.resolve() for p in (mix_dir, outdir if outdir != root else None) if p is not None]
+    # Mixes and outputs kept in a folder inside ROOT are not stems. A --mix-dir that holds ROOT itself (the README's
+    # `batch separated --mix-dir .`) excludes nothing, or it would exclude every stem.
+    excluded = [p.resolve() for p in (mix_dir, outdir) if p is not None and _strictly_inside(p, root)]
     found: dict[Path, tuple[str, str, tuple]] = {}
     for path in sorted(root.rglob("*")):
         if path.suffix.lower() not in AUDIO_SUFFIXES or path.stem.endswith(CLEAN_SUFFIX) or not path.is_file():

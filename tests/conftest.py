@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,23 @@ def cli_env(monkeypatch, gain_model) -> dict[str, str]:
 def run_cli(*args: str, env: dict, stdin: bytes | None = None):
     """Run ``python -m stemclean`` as a real process, the way a shell pipe would."""
     return subprocess.run([sys.executable, "-m", "stemclean", *args], input=stdin, capture_output=True, env=env)
+
+
+def readme_command(start: str) -> list[str]:
+    """The README's own command line that begins with ``start`` (its ``#`` comment dropped), split as a shell would.
+
+    Tests run the README's commands as written, so a README edit that breaks one fails a test.
+    """
+    lines = (REPO / "README.md").read_text().splitlines()
+    matches = [line.split(" #")[0] for line in lines if line.startswith(start)]
+    assert len(matches) == 1, f"README.md should hold exactly one command starting {start!r}, found {matches}"
+    return shlex.split(matches[0])
+
+
+def run_readme_command(start: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    """Run the README's command that begins with ``start``, ``stemclean`` being this checkout's ``python -m stemclean``."""
+    command = readme_command(start)
+    assert command[0] == "stemclean", command
+    return subprocess.run(
+        [sys.executable, "-m", "stemclean", *command[1:]], cwd=cwd, env=env, capture_output=True, text=True
+    )

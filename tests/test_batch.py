@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import tone_mix
+from conftest import run_readme_command, tone_mix
 from typer.testing import CliRunner
 
 from stemclean import batch
@@ -56,6 +56,26 @@ def test_demucs_layout_with_mix_dir_mirrors_the_tree_and_resumes(tmp_path, cli_e
     assert again.exit_code == 0 and {r["status"] for r in json.loads(again.stdout)} == {"skipped"}
     forced = _batch(separated, "--mix-dir", songs, "-o", out, "--json", "--overwrite", "-s", "1")
     assert {r["status"] for r in json.loads(forced.stdout)} == {"cleaned"}
+
+
+def test_readme_demucs_example_as_written(tmp_path, cli_env):
+    """README: `stemclean batch separated --mix-dir . -j 2`, run in the folder that holds song.wav and separated/."""
+    separated, songs = _demucs_tree(tmp_path, tracks=("song",))
+    (songs / "song.wav").rename(tmp_path / "song.wav")
+    done = run_readme_command("stemclean batch separated --mix-dir", tmp_path, cli_env)
+    assert done.returncode == 0, done.stderr
+    for name in ("vocals", "drums", "bass", "other"):
+        stem = sf.read(separated / "htdemucs" / "song" / f"{name}.wav", dtype="float32")[0]
+        cleaned = sf.read(separated / "htdemucs" / "song" / f"{name}_clean.wav", dtype="float32")[0]
+        assert np.sum(cleaned * stem) / np.sum(stem * stem) == pytest.approx(0.5, rel=1e-3), name
+
+
+def test_mix_dir_holding_root_by_absolute_path(tmp_path):
+    _demucs_tree(tmp_path, tracks=("song",))
+    (tmp_path / "songs" / "song.wav").rename(tmp_path / "song.wav")
+    jobs = batch.plan(tmp_path / "separated", None, tmp_path.resolve(), None)
+    assert sorted(j.stem.name for j in jobs) == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
+    assert {j.mix for j in jobs} == {tmp_path.resolve() / "song.wav"}
 
 
 def test_mp3_mixes_are_found_and_their_padding_tolerated(tmp_path, cli_env):
