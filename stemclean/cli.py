@@ -150,7 +150,8 @@ Steps = Annotated[str, typer.Option("--steps", "-s", help="Sampler steps: auto (
 Strength = Annotated[float, typer.Option(help="0 keeps the input, 1 the cleaned stem; in between blends them.")]
 Device = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or cuda:N.")]
 ModelPath = Annotated[
-    Optional[Path], typer.Option(help="ONNX model. Default: $STEMCLEAN_MODEL or models/stemclean-v1.onnx.")
+    Optional[Path],
+    typer.Option(help=f"ONNX model. Default: ${engine.MODEL_ENV}, else the shipped {engine.DEFAULT_MODEL.name}."),
 ]
 Format = Annotated[
     Optional[str], typer.Option("--format", help="Output container (wav, flac, ...). Default: the input's.")

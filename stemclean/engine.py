@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,10 @@ from stemclean.audio import AudioError, Blocks, Source
 from stemclean.stems import STEM_TYPES, stem_index
 
 MODEL_ENV = "STEMCLEAN_MODEL"
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "stemclean-v1.onnx"
+# The shipped model, the one place that names it. It is package data, found through importlib.resources wherever pip
+# put the package; wheels install as plain files, so this is a path onnxruntime can open. Its card is the same name with
+# .json, and its torch weights (.pt, for training only) sit beside it in the repository.
+DEFAULT_MODEL = Path(str(resources.files("stemclean") / "models" / "stemclean-v1.onnx"))
 # onnxruntime gains at most ~1.4x from a second thread on these machines (DESIGN.md section 7); batch jobs split them.
 DEFAULT_THREADS = 2
 OVERLAP = 86 * spectral.HOP_LENGTH  # ~1.0 s of crossfade between neighbouring chunks
@@ -41,7 +45,7 @@ class ModelError(RuntimeError):
 
 
 def default_model_path() -> Path:
-    """``$STEMCLEAN_MODEL`` if set, else the model shipped in ``models/``."""
+    """``$STEMCLEAN_MODEL`` if set, else the model shipped inside the package."""
     return Path(os.environ.get(MODEL_ENV) or DEFAULT_MODEL)
 
 
@@ -70,8 +74,8 @@ class Model:
         self.device = device
         if not self.path.is_file():
             raise ModelError(
-                f"model not found: {self.path} (pass --model PATH or set {MODEL_ENV}; the trained model ships as "
-                "models/stemclean-v1.onnx)"
+                f"model not found: {self.path} (pass --model PATH or set {MODEL_ENV}; the trained model ships inside "
+                "the package, so reinstalling stemclean restores it)"
             )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
