@@ -124,9 +124,10 @@ def cli_env(monkeypatch, gain_model) -> dict[str, str]:
     return {**os.environ, "STEMCLEAN_MODEL": str(gain_model), "PYTHONPATH": str(REPO)}
 
 
-def run_cli(*args: str, env: dict, stdin: bytes | None = None):
-    """Run ``python -m stemclean`` as a real process, the way a shell pipe would."""
-    return subprocess.run([sys.executable, "-m", "stemclean", *args], input=stdin, capture_output=True, env=env)
+def run_cli(*args: str, env: dict, stdin: bytes | None = None, **options):
+    """Run ``python -m stemclean`` as a real process, the way a shell pipe would (``options`` go to subprocess.run)."""
+    command = [sys.executable, "-m", "stemclean", *args]
+    return subprocess.run(command, input=stdin, capture_output=True, env=env, **options)
 
 
 def readme_command(start: str) -> list[str]:

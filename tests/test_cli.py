@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -130,6 +132,15 @@ def test_exit_codes_in_a_real_process(song, cli_env, tmp_path):
     assert failed.returncode == 1 and failed.stderr.count(b"\n") == 1
     usage = run_cli("run", str(song["stem"]), "-m", str(song["mix"]), "--steps", "0", env=cli_env)
     assert usage.returncode == 2 and usage.stderr.count(b"\n") == 1
+
+
+@pytest.mark.parametrize("umask", [0o002, 0o077])
+def test_outputs_get_the_permissions_of_a_normal_write(song, cli_env, tmp_path, umask):
+    out = tmp_path / "out.wav"
+    argv = ["run", str(song["stem"]), "-m", str(song["mix"]), "-o", str(out)]
+    done = run_cli(*argv, env=cli_env, preexec_fn=lambda: os.umask(umask))
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
 
 
 def test_pipe_stdin_to_stdout(song, cli_env):
