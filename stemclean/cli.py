@@ -80,6 +80,29 @@ def _reported(debug: bool):
         raise typer.Exit(code) from None
 
 
+@contextmanager
+def _usage_errors():
+    """An option value that the engine or the audio writer refuses is the user's to fix: a usage error (exit 2)."""
+    try:
+        yield
+    except (ValueError, audio.AudioError) as err:
+        raise UsageProblem(str(err)) from None
+
+
+def _check_options(strength: float, device: str) -> None:
+    """Check the options shared by ``run`` and ``batch`` before any file is touched."""
+    with _usage_errors():
+        engine.check_strength(strength)
+        engine.providers_for(device)
+
+
+def _stem_type(choice: str, stem: str, output: str | None) -> str:
+    """``--stem-type``, else read from the stem's name, or from ``-o``'s when the stem comes on stdin; else unknown."""
+    if choice != "auto":
+        return choice
+    return guess_stem_type(output if stem == "-" and output else stem)
+
+
 def _parse_steps(text: str) -> int | str:
     if text == "auto":
         return text
@@ -138,10 +161,12 @@ def _progress(quiet: bool) -> Progress:
 
 def _summary_line(summary: dict) -> str:
     where = "stdout" if summary["output"] == "-" else summary["output"]
+    stem_type = summary["stem_type"]
+    what = f"{stem_type} (set it with --stem-type)" if stem_type == "unknown" else stem_type
     if not summary["levels"]:
-        return f"{where}: input looks clean (level {summary['start_level']:.2f}); copied unchanged"
+        return f"{where}: {what}; input looks clean (level {summary['start_level']:.2f}); copied unchanged"
     return (
-        f"{where}: {summary['steps']} step(s) from level {summary['start_level']:.2f}, "
+        f"{where}: {what}; {summary['steps']} step(s) from level {summary['start_level']:.2f}, "
         f"{summary['realtime_factor']:.1f}x real time"
     )
 
@@ -183,7 +208,7 @@ def run(
     steps: Steps = "auto",
     strength: Strength = 1.0,
     stem_type: Annotated[
-        StemTypeChoice, typer.Option(help="What the stem holds; auto reads it from the file name.")
+        StemTypeChoice, typer.Option(help="What the stem holds; auto reads it from the stem's file name, or -o's for stdin.")
     ] = StemTypeChoice.auto,
     device: Device = "auto",
     model: ModelPath = None,
@@ -200,14 +225,18 @@ def run(
     [dim]Examples:[/dim]
       stemclean run separated/htdemucs/song/vocals.wav --mix song.wav
       stemclean run vocals.flac -m mix.flac -o vocals_clean.flac --steps 2
-      cat vocals.wav | stemclean run - -m mix.wav -o - > vocals_clean.wav
+      cat vocals.wav | stemclean run - -m mix.wav --stem-type vocals -o - > vocals_clean.wav
     """
     with _reported(debug):
         steps_value = _parse_steps(steps)
+        _check_options(strength, device)
         with _opened_stem(stem) as stem_source:
-            out_path = _output_path(stem, output, fmt, stem_source, mix, overwrite)
+            with _usage_errors():
+                out_path = _output_path(stem, output, fmt, stem_source, mix, overwrite)
+                out_fmt = audio.output_format(fmt or ("WAV" if out_path is None else None), out_path, stem_source.format)
+                audio.output_subtype(out_fmt, subtype, stem_source)
             mix_source = audio.file_source(mix)
-            resolved_type = guess_stem_type(stem) if stem_type.value == "auto" else stem_type.value
+            resolved_type = _stem_type(stem_type.value, stem, output)
             loaded = engine.Model(model, device=device)
             with _progress(quiet) as progress:
                 task = progress.add_task("cleaning", total=None)
@@ -219,7 +248,7 @@ def run(
                     steps=steps_value,
                     strength=strength,
                     stem_type=resolved_type,
-                    fmt=fmt or ("WAV" if out_path is None else None),
+                    fmt=out_fmt,
                     subtype=subtype,
                     clip_mode=clip_mode.value,
                     on_progress=lambda done, total: progress.update(task, completed=done, total=total),
@@ -270,7 +299,9 @@ def batch_command(
                 raise UsageProblem(f"{label} {folder} is not a folder")
         if jobs < 1:
             raise UsageProblem(f"--jobs must be at least 1, got {jobs}")
-        suffix = f".{audio.output_format(fmt, None, 'WAV').lower()}" if fmt else None
+        _check_options(strength, device)
+        with _usage_errors():
+            suffix = f".{audio.output_format(fmt, None, 'WAV').lower()}" if fmt else None
         planned = batch.plan(root, outdir, mix_dir, suffix)
         if not planned:
             raise audio.AudioError(

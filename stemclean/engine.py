@@ -50,7 +50,11 @@ def default_model_path() -> Path:
 
 
 def providers_for(device: str) -> list:
-    """onnxruntime providers for ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ``auto`` takes CUDA when it is there."""
+    """onnxruntime providers for ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ``auto`` takes CUDA when it is there.
+
+    A name that is no device raises ``ValueError`` (the caller's mistake); CUDA missing from onnxruntime raises
+    :class:`ModelError` (the installation's).
+    """
     has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     if device == "cpu" or (device == "auto" and not has_cuda):
         return ["CPUExecutionProvider"]
@@ -58,7 +62,7 @@ def providers_for(device: str) -> list:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     name, _, index = device.partition(":")
     if name != "cuda" or (index and not index.isdigit()):
-        raise ModelError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
     if not has_cuda:
         raise ModelError(
             "CUDA was asked for but onnxruntime has no CUDA provider; install stemclean[gpu] or use --device cpu"
@@ -81,8 +85,9 @@ class Model:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        providers = providers_for(device)
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=providers_for(device))
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except ModelError:
             raise
         except Exception as err:  # onnxruntime raises several private exception types for unusable files
@@ -225,6 +230,12 @@ def _crossfaded(chunks: Iterable[np.ndarray]) -> Blocks:
         yield tail
 
 
+def check_strength(strength: float) -> None:
+    """Refuse a ``strength`` that is not a number >= 0 (``ValueError``)."""
+    if not np.isfinite(strength) or strength < 0:
+        raise ValueError(f"strength must be a number >= 0, got {strength}")
+
+
 def stream(
     stem: Source,
     mix: Source,
@@ -244,8 +255,7 @@ def stream(
     stem's rate and added to the untouched original: a 96 kHz stem keeps everything above 22 kHz, and a 44.1 kHz one
     never goes through a resampler at all.
     """
-    if not np.isfinite(strength) or strength < 0:
-        raise ValueError(f"strength must be a number >= 0, got {strength}")
+    check_strength(strength)
     type_index = stem_index(stem_type)
     check_pair(stem, mix)
     start_level = estimate_level(stem, mix)

@@ -11,11 +11,12 @@ import stat
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import run_cli, write_gain_model
+from conftest import REPO, run_cli, write_gain_model
 from typer.testing import CliRunner
 
 import stemclean
 from stemclean.cli import app
+from stemclean.stems import STEM_TYPES
 
 runner = CliRunner()
 
@@ -103,7 +104,12 @@ def _bad_inputs(tmp_path, song):
         ("steps 9", ["run", stem, "-m", mixp, "--steps", "9"], 2, "--steps"),
         ("missing output dir", ["run", stem, "-m", mixp, "-o", tmp_path / "no" / "o.wav"], 2, "does not exist"),
         ("mix twice as long", ["run", stem, "-m", double, "-o", tmp_path / "o.wav"], 1, "longer than the stem"),
-        ("unknown format", ["run", stem, "-m", mixp, "--format", "mp4"], 1, "unknown output format"),
+        ("unknown format", ["run", stem, "-m", mixp, "--format", "mp4"], 2, "unknown output format"),
+        ("subtype the format lacks", ["run", stem, "-m", mixp, "--format", "flac", "--subtype", "FLOAT"], 2, "subtype"),
+        ("negative strength", ["run", stem, "-m", mixp, "--strength", "-1"], 2, "strength must be"),
+        ("unknown device", ["run", stem, "-m", mixp, "--device", "tpu"], 2, "unknown device"),
+        ("batch strength", ["batch", tmp_path, "--mix-from-stems", "--strength", "nan"], 2, "strength must be"),
+        ("batch format", ["batch", tmp_path, "--mix-from-stems", "--format", "mp4"], 2, "unknown output format"),
         ("missing model", ["run", stem, "-m", mixp, "--model", tmp_path / "none.onnx"], 1, "model not found"),
     ]
 
@@ -125,13 +131,20 @@ def test_debug_shows_the_traceback(song, cli_env, tmp_path):
     assert result.returncode == 1 and b"Traceback" in result.stderr and b"AudioError" in result.stderr
 
 
-def test_exit_codes_in_a_real_process(song, cli_env, tmp_path):
-    ok = run_cli("run", str(song["stem"]), "-m", str(song["mix"]), "-o", str(tmp_path / "ok.wav"), "-q", env=cli_env)
-    assert (ok.returncode, ok.stdout, ok.stderr) == (0, b"", b"")
-    failed = run_cli("run", str(tmp_path / "nope.wav"), "-m", str(song["mix"]), env=cli_env)
-    assert failed.returncode == 1 and failed.stderr.count(b"\n") == 1
-    usage = run_cli("run", str(song["stem"]), "-m", str(song["mix"]), "--steps", "0", env=cli_env)
-    assert usage.returncode == 2 and usage.stderr.count(b"\n") == 1
+@pytest.mark.parametrize(
+    ("code", "extra"),
+    [
+        (0, ["-q"]),  # README: 0 success
+        (1, ["--model", "none.onnx"]),  # 1 a file failed (missing model)
+        (2, ["--strength", "-1"]),  # 2 a usage error (bad option)
+    ],
+)
+def test_each_documented_exit_code_in_a_real_process(song, cli_env, tmp_path, code, extra):
+    out = tmp_path / "out.wav"
+    done = run_cli("run", str(song["stem"]), "-m", str(song["mix"]), "-o", str(out), *extra, env=cli_env, cwd=tmp_path)
+    assert done.returncode == code, done.stderr
+    assert done.stdout == b"" and out.exists() == (code == 0)
+    assert done.stderr == b"" if code == 0 else done.stderr.startswith(b"error:") and done.stderr.count(b"\n") == 1
 
 
 @pytest.mark.parametrize("umask", [0o002, 0o077])
@@ -151,6 +164,27 @@ def test_pipe_stdin_to_stdout(song, cli_env):
     stem, _ = sf.read(song["stem"], dtype="float32")
     assert rate == 44100 and cleaned.shape == stem.shape
     assert np.sum(cleaned * stem) / np.sum(stem * stem) == pytest.approx(0.5, rel=1e-3)
+
+
+def test_stdin_stem_type_comes_from_the_option_else_the_output_name(song, tmp_path, monkeypatch):
+    """A graph with one gain per stem type shows which type the engine used; the summary line names it too."""
+    gains = dict.fromkeys(STEM_TYPES, 1.0) | {"vocals": 0.5, "drums": 0.25, "unknown": 0.75}
+    model = write_gain_model(tmp_path / "typed.onnx", stem_gain=list(gains.values()))
+    env = {**os.environ, "STEMCLEAN_MODEL": str(model), "PYTHONPATH": str(REPO)}
+    stem_bytes, stem = song["stem"].read_bytes(), sf.read(song["stem"], dtype="float32")[0]
+    cases = [
+        (["-o", str(tmp_path / "lead_vocals.wav")], "vocals"),
+        (["-o", "-", "--stem-type", "drums"], "drums"),
+        (["-o", str(tmp_path / "vocals_out.wav"), "--stem-type", "drums", "--overwrite"], "drums"),
+        (["-o", "-"], "unknown"),
+    ]
+    for extra, stem_type in cases:
+        done = run_cli("run", "-", "-m", str(song["mix"]), "-s", "1", *extra, env=env, stdin=stem_bytes)
+        assert done.returncode == 0, done.stderr
+        cleaned = sf.read(io.BytesIO(done.stdout) if extra[1] == "-" else extra[1], dtype="float32")[0]
+        assert np.sum(cleaned * stem) / np.sum(stem * stem) == pytest.approx(gains[stem_type], rel=1e-3), extra
+        assert f": {stem_type}" in done.stderr.decode(), (extra, done.stderr)
+    assert b"--stem-type" in done.stderr  # the unknown case says how to set it
 
 
 def test_pipe_flac_in_and_json_goes_to_stderr_when_audio_is_on_stdout(song, cli_env, tmp_path):
