@@ -8,24 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
-import onnxruntime as ort
-import soundfile as sf
-import soxr
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from stemclean import __version__, audio, batch, engine, schedule
+from stemclean import __version__, audio, batch, engine, modelinfo, schedule
 from stemclean.stems import STEM_TYPES, guess_stem_type
 
 app = typer.Typer(
@@ -351,46 +346,22 @@ def _batch_table(results: list[dict]) -> Table:
 @app.command()
 def info(
     model: ModelPath = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print everything as JSON.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print everything, the whole model card included, as JSON.")] = False,
 ) -> None:
-    """Show the model card, onnxruntime's providers and the versions in use."""
-    path = model or engine.default_model_path()
-    card_path = path.with_suffix(".json")
-    details: dict = {
-        "model": str(path),
-        "model_found": path.is_file(),
-        "card": json.loads(card_path.read_text()) if card_path.is_file() else None,
-        "metadata": None,
-        "providers": ort.get_available_providers(),
-        "versions": {
-            "stemclean": __version__,
-            "python": platform.python_version(),
-            "onnxruntime": ort.__version__,
-            "numpy": np.__version__,
-            "soundfile": sf.__version__,
-            "libsndfile": sf.__libsndfile_version__,
-            "soxr": soxr.__version__,
-        },
-    }
-    if details["model_found"]:
-        try:
-            details["metadata"] = engine.Model(path, device="cpu").metadata
-        except engine.ModelError as err:
-            details["metadata"] = {"error": str(err)}
-    if json_out:
-        sys.stdout.write(json.dumps(details, indent=2) + "\n")
-        return
-    console = Console(highlight=False)
-    found = "" if details["model_found"] else " [red](not found)[/red]"
-    console.print(f"[bold]model[/bold] {escape(str(path))}{found}")
-    for title, values in (
-        ("model card", details["card"]),
-        ("model metadata", details["metadata"]),
-        ("versions", details["versions"]),
-    ):
-        if values:
-            table = Table(title=title, title_justify="left", show_header=False)
-            for key, value in values.items():
-                table.add_row(key, escape(value if isinstance(value, str) else json.dumps(value)))
-            console.print(table)
-    console.print(f"[bold]onnxruntime providers[/bold] {', '.join(details['providers'])}")
+    """Show the model and a summary of its card, the device auto picks, and the versions in use."""
+    found = modelinfo.details(model or engine.default_model_path())
+    text = json.dumps(found, indent=2) if json_out else "\n".join(modelinfo.summary(found))
+    with _reader_may_leave():
+        sys.stdout.write(text + "\n")
+
+
+@contextmanager
+def _reader_may_leave():
+    """A reader that stops early (``stemclean info | head -1``) is no failure: exit 0 without a word, as head expects."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; pointing it at devnull keeps that flush from failing too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None

@@ -7,6 +7,8 @@ import io
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from conftest import REPO, run_cli, write_gain_model
 from typer.testing import CliRunner
 
 import stemclean
+from stemclean import engine
 from stemclean.cli import app
 from stemclean.stems import STEM_TYPES
 
@@ -203,15 +206,33 @@ def test_version_and_help():
         assert "Usage" in _invoke(command, "--help").stdout
 
 
-def test_info_shows_card_metadata_and_providers(tmp_path, gain_model):
-    card = {"name": "stemclean-test", "trained_on": "nothing"}
+def test_info_summarises_the_card_and_json_has_all_of_it(tmp_path, gain_model):
+    card = {
+        "name": "stemclean-test",
+        "size_mb": 1.5,
+        "metrics": [{"source": "spleeter", "method": "stemclean@auto", "delta_si_sdr": 0.123456789, "sir": 16.6666,
+                     "sar": 9.7225123}],
+    }
     gain_model.with_suffix(".json").write_text(json.dumps(card))
     result = _invoke("info", "--model", gain_model, "--json")
     assert result.exit_code == 0, result.output
     details = json.loads(result.stdout)
     assert details["card"] == card and details["metadata"]["version"] == "test-gain-graph"
     assert "CPUExecutionProvider" in details["providers"] and details["versions"]["stemclean"]
-    table = _invoke("info", "--model", gain_model)
-    assert "stemclean-test" in table.stdout and "CPUExecutionProvider" in table.stdout
+    assert details["auto_provider"] == engine.providers_for("auto")[0]
+    human = _invoke("info", "--model", gain_model).stdout
+    assert "stemclean-test" in human and "1.5 MB" in human and f"auto picks {details['auto_provider']}" in human
+    assert "spleeter: SI-SDR gain +0.12 dB, SIR 16.7 dB, SAR 9.7 dB" in human and "0.1234" not in human
+    assert f"onnxruntime {details['versions']['onnxruntime']}" in human and "{" not in human
     missing = _invoke("info", "--model", tmp_path / "none.onnx")
-    assert missing.exit_code == 0 and "not found" in missing.stdout
+    assert missing.exit_code == 0 and "(not found)" in missing.stdout
+
+
+def test_info_into_a_reader_that_left_exits_quietly(cli_env):
+    """`stemclean info | head -1`: the reader is gone before info writes, which is no failure."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stemclean", "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env
+    )
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert (process.wait(), stderr) == (0, b"")
