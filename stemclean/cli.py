@@ -17,10 +17,9 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from stemclean import __version__, audio, batch, engine, modelinfo, schedule
+from stemclean import __version__, audio, batch, engine, modelinfo, progress, schedule
 from stemclean.stems import STEM_TYPES, guess_stem_type
 
 app = typer.Typer(
@@ -142,18 +141,6 @@ def _output_path(
     return Path(output)
 
 
-def _progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeRemainingColumn(),
-        console=stderr,
-        transient=True,
-        disable=quiet or not stderr.is_terminal,
-    )
-
-
 def _summary_line(summary: dict) -> str:
     where = "stdout" if summary["output"] == "-" else summary["output"]
     stem_type = summary["stem_type"]
@@ -233,8 +220,8 @@ def run(
             mix_source = audio.file_source(mix)
             resolved_type = _stem_type(stem_type.value, stem, output)
             loaded = engine.Model(model, device=device)
-            with _progress(quiet) as progress:
-                task = progress.add_task("cleaning", total=None)
+            with progress.display(stderr, quiet) as shown:
+                task = shown.add_task(f"cleaning {stem_source.name}", total=None)
                 summary = engine.clean_file(
                     stem_source,
                     mix_source,
@@ -246,7 +233,7 @@ def run(
                     fmt=out_fmt,
                     subtype=subtype,
                     clip_mode=clip_mode.value,
-                    on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+                    on_progress=lambda done, total: shown.update(task, completed=done, total=total),
                 )
     if json_out:
         (stderr.file if out_path is None else sys.stdout).write(json.dumps(summary) + "\n")
@@ -314,9 +301,9 @@ def batch_command(
             "subtype": subtype,
             "clip_mode": clip_mode.value,
         }
-        with _progress(quiet) as progress:
-            task = progress.add_task(f"cleaning {len(todo)} stem(s)", total=len(todo))
-            results = batch.run(todo, loaded, mix_dir, options, jobs, lambda _: progress.advance(task))
+        with progress.display(stderr, quiet) as shown:
+            task = shown.add_task(f"cleaning {len(todo)} stem(s)", total=len(todo))
+            results = batch.run(todo, loaded, mix_dir, options, jobs, lambda _: shown.advance(task))
     results = sorted(skipped + results, key=lambda r: r["stem"])
     if json_out:
         sys.stdout.write(json.dumps(results) + "\n")
