@@ -22,7 +22,30 @@ from rich.table import Table
 from stemclean import __version__, audio, batch, engine, modelinfo, progress, schedule
 from stemclean.stems import STEM_TYPES, guess_stem_type
 
+class _FlagsWithoutTypes:
+    """typer 0.29's help shows every flag with a type, ``--quiet <bool>``; a flag takes no value, so show none."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+        return params
+
+
+class _Group(_FlagsWithoutTypes, typer.core.TyperGroup):
+    pass
+
+
+class _Command(_FlagsWithoutTypes, typer.core.TyperCommand):
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        """``run [OPTIONS] STEM``, where typer 0.29 writes a required argument as ``{stem}``."""
+        arguments = [p for p in self.get_params(ctx) if p.param_type_name == "argument"]
+        return [self.options_metavar, *(p.name.upper() if p.required else f"[{p.name.upper()}]" for p in arguments)]
+
+
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -175,7 +198,7 @@ JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON summary (to 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")]
 
 
-@app.command()
+@app.command(cls=_Command)
 def run(
     stem: Annotated[
         str, typer.Argument(help="The separated stem (WAV, FLAC, ...), or - for a WAV/FLAC stream on stdin.")
@@ -241,7 +264,7 @@ def run(
         stderr.print(_summary_line(summary))
 
 
-@app.command(name="batch")
+@app.command(name="batch", cls=_Command)
 def batch_command(
     root: Annotated[Path, typer.Argument(help="Folder with separated stems (demucs or audio-separator layout).")],
     outdir: Annotated[
@@ -316,7 +339,7 @@ def batch_command(
 def _batch_table(results: list[dict]) -> Table:
     table = Table(title="stemclean batch", title_justify="left")
     for column in ("stem", "status", "steps", "detail"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # long paths wrap whole instead of ending in an ellipsis
     styles = {"cleaned": "green", "skipped": "dim", "failed": "bold red"}
     for r in results:
         if r["status"] == "cleaned":
@@ -330,7 +353,7 @@ def _batch_table(results: list[dict]) -> Table:
     return table
 
 
-@app.command()
+@app.command(cls=_Command)
 def info(
     model: ModelPath = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print everything, the whole model card included, as JSON.")] = False,

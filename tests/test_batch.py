@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import run_readme_command, tone_mix
+from conftest import run_cli, run_readme_command, tone_mix
 from typer.testing import CliRunner
 
 from stemclean import batch
@@ -76,6 +76,19 @@ def test_mix_dir_holding_root_by_absolute_path(tmp_path):
     jobs = batch.plan(tmp_path / "separated", None, tmp_path.resolve(), None)
     assert sorted(j.stem.name for j in jobs) == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
     assert {j.mix for j in jobs} == {tmp_path.resolve() / "song.wav"}
+
+
+def test_the_summary_table_shows_whole_paths_at_120_columns(tmp_path, cli_env):
+    deep = tmp_path.joinpath(*["a_folder_with_a_rather_long_name"] * 4)
+    separated, _ = _demucs_tree(deep, tracks=("a_song_with_a_long_title",))
+    done = run_cli("batch", str(separated), "--mix-from-stems", "-s", "1", env={**cli_env, "COLUMNS": "120"})
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stderr.decode().splitlines() if line.startswith("│")]
+    assert max(len(line) for line in rows) <= 120
+    stem_column = "".join(line.split("│")[1].strip() for line in rows)
+    for stem in separated.rglob("*.wav"):
+        if not stem.stem.endswith("_clean"):
+            assert str(stem) in stem_column
 
 
 def test_mp3_mixes_are_found_and_their_padding_tolerated(tmp_path, cli_env):

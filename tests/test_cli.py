@@ -201,9 +201,11 @@ def test_pipe_flac_in_and_json_goes_to_stderr_when_audio_is_on_stdout(song, cli_
 
 def test_version_and_help():
     assert _invoke("--version").stdout.strip() == f"stemclean {stemclean.__version__}"
-    for command in ("run", "batch", "info"):
+    assert "<bool>" not in _invoke("--help").stdout
+    for command, usage in (("run", "[OPTIONS] STEM"), ("batch", "[OPTIONS] ROOT"), ("info", "[OPTIONS]")):
         assert command in _invoke("--help").stdout
-        assert "Usage" in _invoke(command, "--help").stdout
+        text = _invoke(command, "--help").stdout
+        assert f" {command} {usage}" in text and "<bool>" not in text and "{" not in text, text
 
 
 def test_info_summarises_the_card_and_json_has_all_of_it(tmp_path, gain_model):
