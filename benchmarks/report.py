@@ -33,6 +33,7 @@ SECTIONS = (
     ("ablation.json", "benchmarks.ablation"),
     ("calibration.json", "benchmarks.calibrate"),
     ("speed.json", "benchmarks.speed"),
+    ("jobs.json", "benchmarks.jobs"),
 )
 REGENERATE = "python -m benchmarks.report --run"
 # Results measured before this commit used the corpus as rendered before it; the page says so, so old and new numbers

@@ -23,6 +23,8 @@ from stemclean.stems import guess_stem_type
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
 CLEAN_SUFFIX = "_clean"
 MIX_NAMES = ("mixture", "mix")
+# Files cleaned at once by default, chosen by measurement: docs/BENCHMARKS.md, "Batch parallelism" (benchmarks/jobs.py).
+DEFAULT_JOBS = 1
 # audio-separator names its outputs "<track>_(<Stem>)_<model>"; the stem name sits in the last parentheses.
 _SEPARATOR_NAME = re.compile(r"^(?P<track>.+)_\((?P<stem>[^()]+)\)_(?P<model>[^()]+)$")
 

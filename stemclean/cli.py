@@ -276,7 +276,7 @@ def batch_command(
     mix_from_stems: Annotated[
         bool, typer.Option("--mix-from-stems", help="Use the sum of each track's stems as its mix.")
     ] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Files cleaned in parallel.")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Files cleaned in parallel.")] = batch.DEFAULT_JOBS,
     steps: Steps = "auto",
     strength: Strength = 1.0,
     device: Device = "auto",
