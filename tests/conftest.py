@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -130,21 +130,27 @@ def run_cli(*args: str, env: dict, stdin: bytes | None = None, **options):
     return subprocess.run(command, input=stdin, capture_output=True, env=env, **options)
 
 
-def readme_command(start: str) -> list[str]:
-    """The README's own command line that begins with ``start`` (its ``#`` comment dropped), split as a shell would.
-
-    Tests run the README's commands as written, so a README edit that breaks one fails a test.
-    """
+def readme_line(start: str) -> str:
+    """The README's own command line that begins with ``start``, its trailing ``#`` comment dropped."""
     lines = (REPO / "README.md").read_text().splitlines()
-    matches = [line.split(" #")[0] for line in lines if line.startswith(start)]
+    matches = [line.split(" #")[0].strip() for line in lines if line.startswith(start)]
     assert len(matches) == 1, f"README.md should hold exactly one command starting {start!r}, found {matches}"
-    return shlex.split(matches[0])
+    return matches[0]
 
 
-def run_readme_command(start: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
-    """Run the README's command that begins with ``start``, ``stemclean`` being this checkout's ``python -m stemclean``."""
-    command = readme_command(start)
-    assert command[0] == "stemclean", command
-    return subprocess.run(
-        [sys.executable, "-m", "stemclean", *command[1:]], cwd=cwd, env=env, capture_output=True, text=True
-    )
+def run_readme_line(start: str, cwd: Path, env: dict, bin_dir: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the README's line that begins with ``start`` through bash, exactly as written (pipes included).
+
+    ``stemclean`` on the line is the one in ``bin_dir`` (an installed environment's ``bin``), or by default a stand-in
+    for this checkout's ``python -m stemclean``.
+    """
+    with tempfile.TemporaryDirectory(prefix="stemclean-bin-") as shim_dir:
+        if bin_dir is None:
+            bin_dir = Path(shim_dir)
+            shim = bin_dir / "stemclean"
+            shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m stemclean "$@"\n')
+            shim.chmod(0o755)
+            env = {**env, "PYTHONPATH": str(REPO)}
+        env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}"}
+        line = readme_line(start)
+        return subprocess.run(["bash", "-o", "pipefail", "-c", line], cwd=cwd, env=env, capture_output=True, text=True)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import run_cli, run_readme_command, tone_mix
+from conftest import run_cli, run_readme_line, tone_mix
 from typer.testing import CliRunner
 
 from stemclean import batch
@@ -58,16 +58,27 @@ def test_demucs_layout_with_mix_dir_mirrors_the_tree_and_resumes(tmp_path, cli_e
     assert {r["status"] for r in json.loads(forced.stdout)} == {"cleaned"}
 
 
-def test_readme_demucs_example_as_written(tmp_path, cli_env):
-    """README: `stemclean batch separated --mix-dir . -j 2`, run in the folder that holds song.wav and separated/."""
+@pytest.mark.parametrize(
+    ("line", "cleaned"),
+    [
+        ("stemclean run separated/", ["vocals"]),
+        ("stemclean batch separated --mix-dir", ["vocals", "drums", "bass", "other"]),
+        ("stemclean batch separated --mix-from-stems", ["vocals", "drums", "bass", "other"]),
+        ("stemclean batch separated/htdemucs/song ", ["vocals", "drums", "bass", "other"]),
+    ],
+)
+def test_readme_demucs_examples_as_written(tmp_path, cli_env, line, cleaned):
+    """README's lines after demucs, run in a folder that holds song.wav and demucs' separated/."""
     separated, songs = _demucs_tree(tmp_path, tracks=("song",))
     (songs / "song.wav").rename(tmp_path / "song.wav")
-    done = run_readme_command("stemclean batch separated --mix-dir", tmp_path, cli_env)
+    done = run_readme_line(line, tmp_path, cli_env)
     assert done.returncode == 0, done.stderr
-    for name in ("vocals", "drums", "bass", "other"):
-        stem = sf.read(separated / "htdemucs" / "song" / f"{name}.wav", dtype="float32")[0]
-        cleaned = sf.read(separated / "htdemucs" / "song" / f"{name}_clean.wav", dtype="float32")[0]
-        assert np.sum(cleaned * stem) / np.sum(stem * stem) == pytest.approx(0.5, rel=1e-3), name
+    song = separated / "htdemucs" / "song"
+    assert sorted(p.name for p in song.glob("*_clean.wav")) == sorted(f"{name}_clean.wav" for name in cleaned)
+    for name in cleaned:
+        stem = sf.read(song / f"{name}.wav", dtype="float32")[0]
+        out = sf.read(song / f"{name}_clean.wav", dtype="float32")[0]
+        assert np.sum(out * stem) / np.sum(stem * stem) == pytest.approx(0.5, rel=1e-3), name
 
 
 def test_mix_dir_holding_root_by_absolute_path(tmp_path):

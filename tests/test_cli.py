@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO, run_cli, write_gain_model
+from conftest import REPO, run_cli, run_readme_line, write_gain_model
 from typer.testing import CliRunner
 
 import stemclean
@@ -188,6 +188,19 @@ def test_stdin_stem_type_comes_from_the_option_else_the_output_name(song, tmp_pa
         assert np.sum(cleaned * stem) / np.sum(stem * stem) == pytest.approx(gains[stem_type], rel=1e-3), extra
         assert f": {stem_type}" in done.stderr.decode(), (extra, done.stderr)
     assert b"--stem-type" in done.stderr  # the unknown case says how to set it
+
+
+def test_readme_pipe_as_written(tmp_path, song, cli_env):
+    """README: sox decodes to a WAV stream, stemclean cleans it as vocals, sox encodes the result."""
+    sf.write(tmp_path / "vocals.flac", sf.read(song["stem"])[0], 44100)
+    song["mix"].rename(tmp_path / "song.wav")
+    done = run_readme_line("sox vocals.flac -t wav - | stemclean run -", tmp_path, cli_env)
+    assert done.returncode == 0, done.stderr
+    stem = sf.read(tmp_path / "vocals.flac", dtype="float32")[0]
+    cleaned = sf.read(tmp_path / "vocals_clean.flac", dtype="float32")[0]
+    assert cleaned.shape == stem.shape
+    assert np.sum(cleaned * stem) / np.sum(stem * stem) == pytest.approx(0.5, rel=1e-3)
+    assert "stdout: vocals;" in done.stderr
 
 
 def test_pipe_flac_in_and_json_goes_to_stderr_when_audio_is_on_stdout(song, cli_env, tmp_path):

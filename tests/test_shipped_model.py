@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO, run_readme_command
+from conftest import REPO, run_readme_line
 
 import stemclean
 from stemclean import engine
@@ -47,7 +47,7 @@ def test_readme_first_run(tmp_path):
     """README's first run, as written, in a copy of the examples, with the default (shipped) model."""
     output = copy_example_inputs(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != engine.MODEL_ENV}
-    done = run_readme_command("stemclean run examples/", tmp_path, {**env, "PYTHONPATH": str(REPO)})
+    done = run_readme_line("stemclean run examples/", tmp_path, env)
     assert done.returncode == 0, done.stderr
     check_first_run_output(output)
 

@@ -17,7 +17,7 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
-from conftest import REPO, readme_command
+from conftest import REPO, run_readme_line
 from test_shipped_model import check_first_run_output, copy_example_inputs, needs_examples, needs_model
 
 from stemclean import engine
@@ -65,8 +65,7 @@ def test_the_built_wheel_ships_the_model_and_cleans_the_example(tmp_path):
     work.mkdir()
     output = copy_example_inputs(work)
     env = {k: v for k, v in os.environ.items() if k not in (engine.MODEL_ENV, "PYTHONPATH")}
-    command = readme_command("stemclean run examples/")
-    done = subprocess.run([bin_dir / command[0], *command[1:]], cwd=work, env=env, capture_output=True, text=True)
+    done = run_readme_line("stemclean run examples/", work, env, bin_dir=bin_dir)
     assert done.returncode == 0, done.stderr
     check_first_run_output(output)
 
