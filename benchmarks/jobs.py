@@ -23,7 +23,6 @@ import typer
 from benchmarks import report
 from benchmarks.speed import fastest, length_name, timed, write_song
 from stemclean.batch import DEFAULT_JOBS
-from stemclean.engine import Model, ModelError, default_model_path
 
 RESULTS_NAME = "jobs.json"
 JOBS = (1, 2)
@@ -74,11 +73,8 @@ def main(
     repeats: Annotated[int, typer.Option(help="Tries per measurement; the fastest counts.")] = 3,
 ) -> None:
     """Time `stemclean batch` with -j 1 and -j 2 at several stem lengths."""
-    model = model or default_model_path()
-    try:
-        Model(model, device="cpu")
-    except ModelError as err:
-        typer.echo(f"jobs benchmark skipped: {err}", err=True)
+    model = report.loadable_model(model, "jobs")
+    if model is None:
         return
     results = run_benchmark(model, [int(s) for s in lengths.split(",")], tracks, repeats)
     typer.echo(f"wrote {report.save_results(RESULTS_NAME, results)}", err=True)
@@ -105,8 +101,8 @@ def markdown(results: dict) -> str:
         f"Model: `{results['model']}`. Load average (1 min) before and after: {results['load_average_before']:.1f} "
         f"and {results['load_average_after']:.1f}; more than about 1 means other jobs shared the machine.",
         "",
-        f"`stemclean batch` on {results['tracks']} synthetic stereo 44.1 kHz stems of each length (demucs layout, mixes "
-        "from `--mix-dir`), whole process. `-j 1` is one process with 2 onnxruntime threads, `-j 2` two processes with "
+        f"`stemclean batch` on {results['tracks']} synthetic stereo 44.1 kHz stems of each length (demucs layout, "
+        "mixes from `--mix-dir`), whole process. `-j 1` is one process with 2 onnxruntime threads, `-j 2` two processes with "
         f"1 thread each. Each time is the fastest of {results['repeats']} runs, taken in turns.",
         "",
         report.table(

@@ -35,7 +35,7 @@ import typer
 
 from benchmarks import report
 from stemclean import spectral
-from stemclean.engine import Model, ModelError, default_model_path
+from stemclean.engine import Model
 from stemclean.train.separators import WORKER, venv_python
 
 RESULTS_NAME = "speed.json"
@@ -189,11 +189,8 @@ def main(
     if baseline:
         _run_baseline(baseline, *files)
         return
-    model = model or default_model_path()
-    try:
-        Model(model, device="cpu")
-    except ModelError as err:
-        typer.echo(f"speed benchmark skipped: {err}", err=True)
+    model = report.loadable_model(model, "speed")
+    if model is None:
         return
     results = run_benchmark(model, seconds, long_seconds, repeats)
     typer.echo(f"wrote {report.save_results(RESULTS_NAME, results)}", err=True)

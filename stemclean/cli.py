@@ -22,6 +22,7 @@ from rich.table import Table
 from stemclean import __version__, audio, batch, engine, modelinfo, progress, schedule
 from stemclean.stems import STEM_TYPES, guess_stem_type
 
+
 class _FlagsWithoutTypes:
     """typer 0.29's help shows every flag with a type, ``--quiet <bool>``; a flag takes no value, so show none."""
 
@@ -34,10 +35,12 @@ class _FlagsWithoutTypes:
 
 
 class _Group(_FlagsWithoutTypes, typer.core.TyperGroup):
-    pass
+    """The ``stemclean`` command group, with plain flags in its help."""
 
 
 class _Command(_FlagsWithoutTypes, typer.core.TyperCommand):
+    """A subcommand, with plain flags and a plain usage line in its help."""
+
     def collect_usage_pieces(self, ctx) -> list[str]:
         """``run [OPTIONS] STEM``, where typer 0.29 writes a required argument as ``{stem}``."""
         arguments = [p for p in self.get_params(ctx) if p.param_type_name == "argument"]
@@ -213,7 +216,8 @@ def run(
     steps: Steps = "auto",
     strength: Strength = 1.0,
     stem_type: Annotated[
-        StemTypeChoice, typer.Option(help="What the stem holds; auto reads it from the stem's file name, or -o's for stdin.")
+        StemTypeChoice,
+        typer.Option(help="What the stem holds; auto reads it from the stem's file name, or -o's for stdin."),
     ] = StemTypeChoice.auto,
     device: Device = "auto",
     model: ModelPath = None,
@@ -238,7 +242,8 @@ def run(
         with _opened_stem(stem) as stem_source:
             with _usage_errors():
                 out_path = _output_path(stem, output, fmt, stem_source, mix, overwrite)
-                out_fmt = audio.output_format(fmt or ("WAV" if out_path is None else None), out_path, stem_source.format)
+                to_stdout_as = "WAV" if out_path is None else None
+                out_fmt = audio.output_format(fmt or to_stdout_as, out_path, stem_source.format)
                 audio.output_subtype(out_fmt, subtype, stem_source)
             mix_source = audio.file_source(mix)
             resolved_type = _stem_type(stem_type.value, stem, output)
@@ -356,7 +361,9 @@ def _batch_table(results: list[dict]) -> Table:
 @app.command(cls=_Command)
 def info(
     model: ModelPath = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print everything, the whole model card included, as JSON.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print everything, the whole model card included, as JSON.")
+    ] = False,
 ) -> None:
     """Show the model and a summary of its card, the device auto picks, and the versions in use."""
     found = modelinfo.details(model or engine.default_model_path())
@@ -367,7 +374,7 @@ def info(
 
 @contextmanager
 def _reader_may_leave():
-    """A reader that stops early (``stemclean info | head -1``) is no failure: exit 0 without a word, as head expects."""
+    """A reader that stops early (``stemclean info | head -1``) is no failure: exit 0 quietly, as head expects."""
     try:
         yield
         sys.stdout.flush()

@@ -88,7 +88,8 @@ def summary(found: dict) -> list[str]:
             f"  {m['source']}: SI-SDR gain {m['delta_si_sdr']:+.2f} dB, SIR {m['sir']:.1f} dB, SAR {m['sar']:.1f} dB"
             for m in headline
         ]
-    lines.append(_line("device", f"auto picks {found['auto_provider']}", [f"available: {', '.join(found['providers'])}"]))
+    available = f"available: {', '.join(found['providers'])}"
+    lines.append(_line("device", f"auto picks {found['auto_provider']}", [available]))
     lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in found["versions"].items() if k != "stemclean"))
     return lines
 
