@@ -99,7 +99,8 @@ def markdown(results: dict) -> str:
         "",
         report.how_measured(results["meta"]),
         f"Model: `{results['model']}`. Load average (1 min) before and after: {results['load_average_before']:.1f} "
-        f"and {results['load_average_after']:.1f}; more than about 1 means other jobs shared the machine.",
+        f"and {results['load_average_after']:.1f}; the benchmark's own processes account for about 2 of it, and anything "
+        "above that means other jobs shared the cores.",
         "",
         f"`stemclean batch` on {results['tracks']} synthetic stereo 44.1 kHz stems of each length (demucs layout, "
         "mixes from `--mix-dir`), whole process. `-j 1` is one process with 2 onnxruntime threads, `-j 2` two processes with "

@@ -24,7 +24,7 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
 CLEAN_SUFFIX = "_clean"
 MIX_NAMES = ("mixture", "mix")
 # Files cleaned at once by default, chosen by measurement: docs/BENCHMARKS.md, "Batch parallelism" (benchmarks/jobs.py).
-DEFAULT_JOBS = 1
+DEFAULT_JOBS = 2
 # audio-separator names its outputs "<track>_(<Stem>)_<model>"; the stem name sits in the last parentheses.
 _SEPARATOR_NAME = re.compile(r"^(?P<track>.+)_\((?P<stem>[^()]+)\)_(?P<model>[^()]+)$")
 
@@ -141,6 +141,7 @@ def run(
     Processes rather than threads: the STFT and the sampler hold the GIL between onnxruntime calls.
     """
     results = []
+    workers = min(workers, len(jobs))  # a spare worker would only cost a process start and a model load
     if workers <= 1:
         for job in jobs:
             results.append(clean_job(job, model, mix_dir, options))

@@ -137,6 +137,18 @@ def test_a_failed_track_does_not_stop_the_others(tmp_path, cli_env):
     assert not list((separated / "htdemucs" / "song_b").glob("*_clean*"))
 
 
+def test_a_single_stem_is_cleaned_in_process_whatever_the_jobs(tmp_path, cli_env, monkeypatch):
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker pool was started for one stem")
+
+    monkeypatch.setattr(batch, "ProcessPoolExecutor", no_pool)
+    _write(tmp_path / "separated" / "htdemucs" / "song" / "vocals.wav", tone_mix(1.0, RATE)[0])
+    _write(tmp_path / "songs" / "song.wav", tone_mix(1.0, RATE)[1])
+    result = _batch(tmp_path / "separated", "--mix-dir", tmp_path / "songs", "-j", "2", "-s", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert [r["status"] for r in json.loads(result.stdout)] == ["cleaned"]
+
+
 def test_parallel_jobs_give_the_same_audio(tmp_path, cli_env):
     separated, songs = _demucs_tree(tmp_path, tracks=("song_a",))
     serial = _batch(separated, "--mix-dir", songs, "-o", tmp_path / "serial", "-s", "2")
