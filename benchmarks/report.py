@@ -20,6 +20,7 @@ from pathlib import Path
 
 import typer
 
+from stemclean.engine import Model, ModelError, default_model_path
 from stemclean.files import write_text_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +34,7 @@ SECTIONS = (
     ("ablation.json", "benchmarks.ablation"),
     ("calibration.json", "benchmarks.calibrate"),
     ("speed.json", "benchmarks.speed"),
+    ("jobs.json", "benchmarks.jobs"),
 )
 REGENERATE = "python -m benchmarks.report --run"
 # Results measured before this commit used the corpus as rendered before it; the page says so, so old and new numbers
@@ -66,6 +68,18 @@ def _module_name() -> str:
         return ".".join(path.relative_to(ROOT).with_suffix("").parts)
     except ValueError:
         return path.stem
+
+
+def loadable_model(model: Path | None, benchmark: str) -> Path | None:
+    """``model`` (default: ``$STEMCLEAN_MODEL`` or the shipped one) if it loads, else ``None`` after saying why the
+    benchmark is skipped."""
+    model = model or default_model_path()
+    try:
+        Model(model, device="cpu")
+    except ModelError as err:
+        typer.echo(f"{benchmark} benchmark skipped: {err}", err=True)
+        return None
+    return model
 
 
 def how_measured(meta: dict) -> str:

@@ -7,8 +7,6 @@ Measured, each in its own process so peak RSS belongs to one job:
 - the 20-minute memory check: the same default run on a 20-minute file must peak within 1.3x the 3-minute one;
 - norbert's Wiener filter (2 sources, 1 iteration, ``stemclean.train.baselines.wiener``) and a bare STFT -> iSTFT of
   stem and mix (``stemclean.spectral``, the floor any STFT-domain cleaner pays), on the same audio in the same run;
-- ``stemclean batch`` on two 1-minute stems, ``-j 1`` (one process, 2 onnxruntime threads) against ``-j 2``
-  (two processes, 1 thread each);
 - the separation stemclean follows: Spleeter 2stems on the same mix, as one whole process of
   ``scripts/spleeter_worker.py`` (skipped when ``.venv-spleeter`` has not been made), so the page can say what
   fraction of the separator's time the cleanup adds.
@@ -37,7 +35,7 @@ import typer
 
 from benchmarks import report
 from stemclean import spectral
-from stemclean.engine import Model, ModelError, default_model_path
+from stemclean.engine import Model
 from stemclean.train.separators import WORKER, venv_python
 
 RESULTS_NAME = "speed.json"
@@ -73,7 +71,7 @@ def write_song(folder: Path, seconds: int, name: str) -> tuple[Path, Path]:
     return stem_path, mix_path
 
 
-def _timed(command: list[str]) -> tuple[dict, str]:
+def timed(command: list[str]) -> tuple[dict, str]:
     """Run ``command`` under GNU time: its wall time, peak RSS and stdout."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as timing:
         done = subprocess.run(
@@ -88,7 +86,7 @@ def _timed(command: list[str]) -> tuple[dict, str]:
 def measure_run(stem: Path, mix: Path, model: Path, steps: str, seconds: float, out: Path) -> dict:
     """One whole ``stemclean run`` process at default settings except ``--steps``."""
     command = [sys.executable, "-m", "stemclean", "run", str(stem), "-m", str(mix), "-o", str(out), "--overwrite"]
-    measured, stdout = _timed([*command, "--model", str(model), "--steps", steps, "--json", "--quiet"])
+    measured, stdout = timed([*command, "--model", str(model), "--steps", steps, "--json", "--quiet"])
     summary = json.loads(stdout)
     return {
         **measured,
@@ -103,7 +101,7 @@ def measure_run(stem: Path, mix: Path, model: Path, steps: str, seconds: float, 
 
 def measure_baseline(name: str, stem: Path, mix: Path, seconds: float) -> dict:
     """A baseline in its own process (this module's hidden ``--baseline`` mode), whole file in memory."""
-    measured, stdout = _timed([sys.executable, "-m", "benchmarks.speed", "--baseline", name, str(stem), str(mix)])
+    measured, stdout = timed([sys.executable, "-m", "benchmarks.speed", "--baseline", name, str(stem), str(mix)])
     compute = json.loads(stdout)["compute_s"]
     return {
         **measured,
@@ -131,31 +129,11 @@ def measure_separator(python: Path, mix: Path) -> dict:
     with tempfile.TemporaryDirectory(dir=mix.parent) as tmp:
         waveform = Path(tmp) / "mixture.npy"
         np.save(waveform, sf.read(mix, dtype="float32")[0])
-        measured, _ = _timed([str(python), str(WORKER), str(waveform), tmp])
+        measured, _ = timed([str(python), str(WORKER), str(waveform), tmp])
     return measured
 
 
-def measure_batch(separated: Path, mixes: Path, model: Path, jobs: int) -> dict:
-    """Wall time of ``stemclean batch -j jobs`` (outputs in a fresh folder, so none is skipped)."""
-    out = Path(tempfile.mkdtemp(dir=separated.parent))
-    command = [sys.executable, "-m", "stemclean", "batch", str(separated), "--mix-dir", str(mixes), "-o", str(out)]
-    measured, _ = _timed([*command, "--model", str(model), "-j", str(jobs), "--quiet"])
-    return measured
-
-
-def _batch_tracks(folder: Path, seconds: int) -> tuple[Path, Path]:
-    """Two tracks in demucs' layout, ``separated/bench/<track>/vocals.wav``, with their mixes in ``mixes/``."""
-    separated, mixes = folder / "separated", folder / "mixes"
-    mixes.mkdir(parents=True)
-    for track in ("a", "b"):
-        (separated / "bench" / track).mkdir(parents=True)
-        stem, mix = write_song(mixes, seconds, track)
-        stem.rename(separated / "bench" / track / "vocals.wav")
-        mix.rename(mixes / f"{track}.wav")
-    return separated, mixes
-
-
-def _fastest(measurements: dict[str, Callable[[], dict]], repeats: int) -> dict[str, dict]:
+def fastest(measurements: dict[str, Callable[[], dict]], repeats: int) -> dict[str, dict]:
     """Each measurement's fastest of ``repeats`` tries, taken in turns so that load from other processes on a shared
     machine falls on all of them alike; the fastest try is the one least disturbed."""
     best: dict[str, dict] = {}
@@ -167,28 +145,25 @@ def _fastest(measurements: dict[str, Callable[[], dict]], repeats: int) -> dict[
     return best
 
 
-def run_benchmark(model: Path, seconds: int, long_seconds: int, batch_seconds: int, repeats: int) -> dict:
+def run_benchmark(model: Path, seconds: int, long_seconds: int, repeats: int) -> dict:
     """Every measurement of the module docstring, in one temporary folder."""
     card = Model(model, device="cpu").metadata
     results: dict = {"meta": report.provenance(), "model": str(model), "model_version": card.get("version", "?")}
-    results.update(seconds=seconds, long_seconds=long_seconds, batch_seconds=batch_seconds, repeats=repeats)
+    results.update(seconds=seconds, long_seconds=long_seconds, repeats=repeats)
     results["goals"] = GOALS
     with tempfile.TemporaryDirectory(prefix="stemclean-speed-") as tmp:
         folder = Path(tmp)
         stem, mix = write_song(folder, seconds, "short")
-        separated, mixes = _batch_tracks(folder / "batch", batch_seconds)
         out = folder / "out.wav"
         measurements = {f"steps {s}": partial(measure_run, stem, mix, model, s, seconds, out) for s in STEPS}
         measurements.update({name: partial(measure_baseline, name, stem, mix, seconds) for name in BASELINES})
-        measurements.update({f"j{j}": partial(measure_batch, separated, mixes, model, j) for j in (1, 2)})
         try:
             measurements["spleeter"] = partial(measure_separator, venv_python(), mix)
         except FileNotFoundError:  # no .venv-spleeter: the page leaves the separator out
             pass
-        best = _fastest(measurements, repeats)
+        best = fastest(measurements, repeats)
         results["runs"] = {s: best[f"steps {s}"] for s in STEPS}
         results["baselines"] = {name: best[name] for name in BASELINES}
-        results["batch"] = {f"j{j}": best[f"j{j}"] for j in (1, 2)}
         if "spleeter" in best:
             results["separator"] = {"name": "Spleeter 2stems", **best["spleeter"],
                                     "rtf_with_load": seconds / best["spleeter"]["wall_s"]}
@@ -206,7 +181,6 @@ def main(
     ] = None,
     seconds: Annotated[int, typer.Option(help="Length of the stem for the speed runs.")] = 180,
     long_seconds: Annotated[int, typer.Option(help="Length for the memory check (0 skips it).")] = 1200,
-    batch_seconds: Annotated[int, typer.Option(help="Length of each of the two batch stems.")] = 60,
     repeats: Annotated[int, typer.Option(help="Tries per measurement; the fastest counts.")] = 3,
     baseline: Annotated[Optional[str], typer.Option(hidden=True)] = None,
     files: Annotated[Optional[list[Path]], typer.Argument(hidden=True)] = None,
@@ -215,17 +189,14 @@ def main(
     if baseline:
         _run_baseline(baseline, *files)
         return
-    model = model or default_model_path()
-    try:
-        Model(model, device="cpu")
-    except ModelError as err:
-        typer.echo(f"speed benchmark skipped: {err}", err=True)
+    model = report.loadable_model(model, "speed")
+    if model is None:
         return
-    results = run_benchmark(model, seconds, long_seconds, batch_seconds, repeats)
+    results = run_benchmark(model, seconds, long_seconds, repeats)
     typer.echo(f"wrote {report.save_results(RESULTS_NAME, results)}", err=True)
 
 
-def _length(seconds: float) -> str:
+def length_name(seconds: float) -> str:
     return f"{seconds / 60:g}-minute" if seconds >= 60 else f"{seconds:g}-second"
 
 
@@ -276,7 +247,7 @@ def markdown(results: dict) -> str:
         "",
         report.how_measured(results["meta"]),
         f"Model: `{results['model']}` (version `{results['model_version']}`). "
-        f"Input: a {_length(results['seconds'])} synthetic stereo 44.1 kHz stem with bleed, and its mix.",
+        f"Input: a {length_name(results['seconds'])} synthetic stereo 44.1 kHz stem with bleed, and its mix.",
         "",
         f"Each row is the fastest of {results['repeats']} runs, taken in turns, each in its own process. "
         "*Whole process* counts Python start-up, imports and model loading; *model loaded* counts only the engine's "
@@ -300,8 +271,8 @@ def markdown(results: dict) -> str:
         verdict = "within" if ratio <= goals["long_over_short_rss"] else "over"
         lines += [
             "",
-            f"Memory check: a {_length(results['long_seconds'])} file at default settings peaked at "
-            f"{long['peak_rss_mb']:.0f} MB, {ratio:.2f}x the {_length(results['seconds'])} run ({verdict} the "
+            f"Memory check: a {length_name(results['long_seconds'])} file at default settings peaked at "
+            f"{long['peak_rss_mb']:.0f} MB, {ratio:.2f}x the {length_name(results['seconds'])} run ({verdict} the "
             f"{goals['long_over_short_rss']}x limit), at {long['rtf_with_load']:.1f}x real time.",
         ]
     if "separator" in results:
@@ -313,14 +284,6 @@ def markdown(results: dict) -> str:
             f"({sep['rtf_with_load']:.1f}x real time, {sep['peak_rss_mb']:.0f} MB peak). `stemclean run` at default "
             f"settings, whole process, adds {auto['wall_s'] / sep['wall_s']:.0%} of that time.",
         ]
-    j1, j2 = results["batch"]["j1"], results["batch"]["j2"]
-    lines += [
-        "",
-        f"Batch of two {_length(results['batch_seconds'])} stems: `-j 1` (one process, 2 onnxruntime threads) took "
-        f"{j1['wall_s']:.1f} s, `-j 2` (two processes, 1 thread each) {j2['wall_s']:.1f} s "
-        f"(speed-up {j1['wall_s'] / j2['wall_s']:.2f}x); largest process {j1['peak_rss_mb']:.0f} MB and "
-        f"{j2['peak_rss_mb']:.0f} MB.",
-    ]
     return "\n".join(lines) + "\n"
 
 

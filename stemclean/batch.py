@@ -23,6 +23,8 @@ from stemclean.stems import guess_stem_type
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
 CLEAN_SUFFIX = "_clean"
 MIX_NAMES = ("mixture", "mix")
+# Files cleaned at once by default, chosen by measurement: docs/BENCHMARKS.md, "Batch parallelism" (benchmarks/jobs.py).
+DEFAULT_JOBS = 2
 # audio-separator names its outputs "<track>_(<Stem>)_<model>"; the stem name sits in the last parentheses.
 _SEPARATOR_NAME = re.compile(r"^(?P<track>.+)_\((?P<stem>[^()]+)\)_(?P<model>[^()]+)$")
 
@@ -63,10 +65,16 @@ def find_mix(mix_dir: Path, track: str) -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
 
 
+def _strictly_inside(folder: Path, root: Path) -> bool:
+    return folder.resolve() != root.resolve() and folder.resolve().is_relative_to(root.resolve())
+
+
 def plan(root: Path, outdir: Path | None, mix_dir: Path | None, suffix: str | None) -> list[Job]:
     """Every stem under ``root`` as a :class:`Job`. ``suffix`` (e.g. ``.flac``) overrides the stems' own."""
     outdir = outdir or root
-    excluded = [p.resolve() for p in (mix_dir, outdir if outdir != root else None) if p is not None]
+    # Mixes and outputs kept in a folder inside ROOT are not stems. A --mix-dir that holds ROOT itself (the README's
+    # `batch separated --mix-dir .`) excludes nothing, or it would exclude every stem.
+    excluded = [p.resolve() for p in (mix_dir, outdir) if p is not None and _strictly_inside(p, root)]
     found: dict[Path, tuple[str, str, tuple]] = {}
     for path in sorted(root.rglob("*")):
         if path.suffix.lower() not in AUDIO_SUFFIXES or path.stem.endswith(CLEAN_SUFFIX) or not path.is_file():
@@ -133,6 +141,7 @@ def run(
     Processes rather than threads: the STFT and the sampler hold the GIL between onnxruntime calls.
     """
     results = []
+    workers = min(workers, len(jobs))  # a spare worker would only cost a process start and a model load
     if workers <= 1:
         for job in jobs:
             results.append(clean_job(job, model, mix_dir, options))

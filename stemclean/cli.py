@@ -8,27 +8,47 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
-import onnxruntime as ort
-import soundfile as sf
-import soxr
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from stemclean import __version__, audio, batch, engine, schedule
+from stemclean import __version__, audio, batch, engine, modelinfo, progress, schedule
 from stemclean.stems import STEM_TYPES, guess_stem_type
 
+
+class _FlagsWithoutTypes:
+    """typer 0.29's help shows every flag with a type, ``--quiet <bool>``; a flag takes no value, so show none."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+        return params
+
+
+class _Group(_FlagsWithoutTypes, typer.core.TyperGroup):
+    """The ``stemclean`` command group, with plain flags in its help."""
+
+
+class _Command(_FlagsWithoutTypes, typer.core.TyperCommand):
+    """A subcommand, with plain flags and a plain usage line in its help."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        """``run [OPTIONS] STEM``, where typer 0.29 writes a required argument as ``{stem}``."""
+        arguments = [p for p in self.get_params(ctx) if p.param_type_name == "argument"]
+        return [self.options_metavar, *(p.name.upper() if p.required else f"[{p.name.upper()}]" for p in arguments)]
+
+
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -80,6 +100,29 @@ def _reported(debug: bool):
         raise typer.Exit(code) from None
 
 
+@contextmanager
+def _usage_errors():
+    """An option value that the engine or the audio writer refuses is the user's to fix: a usage error (exit 2)."""
+    try:
+        yield
+    except (ValueError, audio.AudioError) as err:
+        raise UsageProblem(str(err)) from None
+
+
+def _check_options(strength: float, device: str) -> None:
+    """Check the options shared by ``run`` and ``batch`` before any file is touched."""
+    with _usage_errors():
+        engine.check_strength(strength)
+        engine.providers_for(device)
+
+
+def _stem_type(choice: str, stem: str, output: str | None) -> str:
+    """``--stem-type``, else read from the stem's name, or from ``-o``'s when the stem comes on stdin; else unknown."""
+    if choice != "auto":
+        return choice
+    return guess_stem_type(output if stem == "-" and output else stem)
+
+
 def _parse_steps(text: str) -> int | str:
     if text == "auto":
         return text
@@ -124,24 +167,14 @@ def _output_path(
     return Path(output)
 
 
-def _progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeRemainingColumn(),
-        console=stderr,
-        transient=True,
-        disable=quiet or not stderr.is_terminal,
-    )
-
-
 def _summary_line(summary: dict) -> str:
     where = "stdout" if summary["output"] == "-" else summary["output"]
+    stem_type = summary["stem_type"]
+    what = f"{stem_type} (set it with --stem-type)" if stem_type == "unknown" else stem_type
     if not summary["levels"]:
-        return f"{where}: input looks clean (level {summary['start_level']:.2f}); copied unchanged"
+        return f"{where}: {what}; input looks clean (level {summary['start_level']:.2f}); copied unchanged"
     return (
-        f"{where}: {summary['steps']} step(s) from level {summary['start_level']:.2f}, "
+        f"{where}: {what}; {summary['steps']} step(s) from level {summary['start_level']:.2f}, "
         f"{summary['realtime_factor']:.1f}x real time"
     )
 
@@ -150,7 +183,8 @@ Steps = Annotated[str, typer.Option("--steps", "-s", help="Sampler steps: auto (
 Strength = Annotated[float, typer.Option(help="0 keeps the input, 1 the cleaned stem; in between blends them.")]
 Device = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or cuda:N.")]
 ModelPath = Annotated[
-    Optional[Path], typer.Option(help="ONNX model. Default: $STEMCLEAN_MODEL or models/stemclean-v1.onnx.")
+    Optional[Path],
+    typer.Option(help=f"ONNX model. Default: ${engine.MODEL_ENV}, else the shipped {engine.DEFAULT_MODEL.name}."),
 ]
 Format = Annotated[
     Optional[str], typer.Option("--format", help="Output container (wav, flac, ...). Default: the input's.")
@@ -167,7 +201,7 @@ JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON summary (to 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")]
 
 
-@app.command()
+@app.command(cls=_Command)
 def run(
     stem: Annotated[
         str, typer.Argument(help="The separated stem (WAV, FLAC, ...), or - for a WAV/FLAC stream on stdin.")
@@ -182,7 +216,8 @@ def run(
     steps: Steps = "auto",
     strength: Strength = 1.0,
     stem_type: Annotated[
-        StemTypeChoice, typer.Option(help="What the stem holds; auto reads it from the file name.")
+        StemTypeChoice,
+        typer.Option(help="What the stem holds; auto reads it from the stem's file name, or -o's for stdin."),
     ] = StemTypeChoice.auto,
     device: Device = "auto",
     model: ModelPath = None,
@@ -199,17 +234,22 @@ def run(
     [dim]Examples:[/dim]
       stemclean run separated/htdemucs/song/vocals.wav --mix song.wav
       stemclean run vocals.flac -m mix.flac -o vocals_clean.flac --steps 2
-      cat vocals.wav | stemclean run - -m mix.wav -o - > vocals_clean.wav
+      cat vocals.wav | stemclean run - -m mix.wav --stem-type vocals -o - > vocals_clean.wav
     """
     with _reported(debug):
         steps_value = _parse_steps(steps)
+        _check_options(strength, device)
         with _opened_stem(stem) as stem_source:
-            out_path = _output_path(stem, output, fmt, stem_source, mix, overwrite)
+            with _usage_errors():
+                out_path = _output_path(stem, output, fmt, stem_source, mix, overwrite)
+                to_stdout_as = "WAV" if out_path is None else None
+                out_fmt = audio.output_format(fmt or to_stdout_as, out_path, stem_source.format)
+                audio.output_subtype(out_fmt, subtype, stem_source)
             mix_source = audio.file_source(mix)
-            resolved_type = guess_stem_type(stem) if stem_type.value == "auto" else stem_type.value
+            resolved_type = _stem_type(stem_type.value, stem, output)
             loaded = engine.Model(model, device=device)
-            with _progress(quiet) as progress:
-                task = progress.add_task("cleaning", total=None)
+            with progress.display(stderr, quiet) as shown:
+                task = shown.add_task(f"cleaning {stem_source.name}", total=None)
                 summary = engine.clean_file(
                     stem_source,
                     mix_source,
@@ -218,10 +258,10 @@ def run(
                     steps=steps_value,
                     strength=strength,
                     stem_type=resolved_type,
-                    fmt=fmt or ("WAV" if out_path is None else None),
+                    fmt=out_fmt,
                     subtype=subtype,
                     clip_mode=clip_mode.value,
-                    on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+                    on_progress=lambda done, total: shown.update(task, completed=done, total=total),
                 )
     if json_out:
         (stderr.file if out_path is None else sys.stdout).write(json.dumps(summary) + "\n")
@@ -229,7 +269,7 @@ def run(
         stderr.print(_summary_line(summary))
 
 
-@app.command(name="batch")
+@app.command(name="batch", cls=_Command)
 def batch_command(
     root: Annotated[Path, typer.Argument(help="Folder with separated stems (demucs or audio-separator layout).")],
     outdir: Annotated[
@@ -241,7 +281,7 @@ def batch_command(
     mix_from_stems: Annotated[
         bool, typer.Option("--mix-from-stems", help="Use the sum of each track's stems as its mix.")
     ] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Files cleaned in parallel.")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Files cleaned in parallel.")] = batch.DEFAULT_JOBS,
     steps: Steps = "auto",
     strength: Strength = 1.0,
     device: Device = "auto",
@@ -269,7 +309,9 @@ def batch_command(
                 raise UsageProblem(f"{label} {folder} is not a folder")
         if jobs < 1:
             raise UsageProblem(f"--jobs must be at least 1, got {jobs}")
-        suffix = f".{audio.output_format(fmt, None, 'WAV').lower()}" if fmt else None
+        _check_options(strength, device)
+        with _usage_errors():
+            suffix = f".{audio.output_format(fmt, None, 'WAV').lower()}" if fmt else None
         planned = batch.plan(root, outdir, mix_dir, suffix)
         if not planned:
             raise audio.AudioError(
@@ -287,9 +329,9 @@ def batch_command(
             "subtype": subtype,
             "clip_mode": clip_mode.value,
         }
-        with _progress(quiet) as progress:
-            task = progress.add_task(f"cleaning {len(todo)} stem(s)", total=len(todo))
-            results = batch.run(todo, loaded, mix_dir, options, jobs, lambda _: progress.advance(task))
+        with progress.display(stderr, quiet) as shown:
+            task = shown.add_task(f"cleaning {len(todo)} stem(s)", total=len(todo))
+            results = batch.run(todo, loaded, mix_dir, options, jobs, lambda _: shown.advance(task))
     results = sorted(skipped + results, key=lambda r: r["stem"])
     if json_out:
         sys.stdout.write(json.dumps(results) + "\n")
@@ -302,7 +344,7 @@ def batch_command(
 def _batch_table(results: list[dict]) -> Table:
     table = Table(title="stemclean batch", title_justify="left")
     for column in ("stem", "status", "steps", "detail"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # long paths wrap whole instead of ending in an ellipsis
     styles = {"cleaned": "green", "skipped": "dim", "failed": "bold red"}
     for r in results:
         if r["status"] == "cleaned":
@@ -316,49 +358,27 @@ def _batch_table(results: list[dict]) -> Table:
     return table
 
 
-@app.command()
+@app.command(cls=_Command)
 def info(
     model: ModelPath = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print everything as JSON.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print everything, the whole model card included, as JSON.")
+    ] = False,
 ) -> None:
-    """Show the model card, onnxruntime's providers and the versions in use."""
-    path = model or engine.default_model_path()
-    card_path = path.with_suffix(".json")
-    details: dict = {
-        "model": str(path),
-        "model_found": path.is_file(),
-        "card": json.loads(card_path.read_text()) if card_path.is_file() else None,
-        "metadata": None,
-        "providers": ort.get_available_providers(),
-        "versions": {
-            "stemclean": __version__,
-            "python": platform.python_version(),
-            "onnxruntime": ort.__version__,
-            "numpy": np.__version__,
-            "soundfile": sf.__version__,
-            "libsndfile": sf.__libsndfile_version__,
-            "soxr": soxr.__version__,
-        },
-    }
-    if details["model_found"]:
-        try:
-            details["metadata"] = engine.Model(path, device="cpu").metadata
-        except engine.ModelError as err:
-            details["metadata"] = {"error": str(err)}
-    if json_out:
-        sys.stdout.write(json.dumps(details, indent=2) + "\n")
-        return
-    console = Console(highlight=False)
-    found = "" if details["model_found"] else " [red](not found)[/red]"
-    console.print(f"[bold]model[/bold] {escape(str(path))}{found}")
-    for title, values in (
-        ("model card", details["card"]),
-        ("model metadata", details["metadata"]),
-        ("versions", details["versions"]),
-    ):
-        if values:
-            table = Table(title=title, title_justify="left", show_header=False)
-            for key, value in values.items():
-                table.add_row(key, escape(value if isinstance(value, str) else json.dumps(value)))
-            console.print(table)
-    console.print(f"[bold]onnxruntime providers[/bold] {', '.join(details['providers'])}")
+    """Show the model and a summary of its card, the device auto picks, and the versions in use."""
+    found = modelinfo.details(model or engine.default_model_path())
+    text = json.dumps(found, indent=2) if json_out else "\n".join(modelinfo.summary(found))
+    with _reader_may_leave():
+        sys.stdout.write(text + "\n")
+
+
+@contextmanager
+def _reader_may_leave():
+    """A reader that stops early (``stemclean info | head -1``) is no failure: exit 0 quietly, as head expects."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; pointing it at devnull keeps that flush from failing too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None

@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,10 @@ from stemclean.audio import AudioError, Blocks, Source
 from stemclean.stems import STEM_TYPES, stem_index
 
 MODEL_ENV = "STEMCLEAN_MODEL"
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "stemclean-v1.onnx"
+# The shipped model, the one place that names it. It is package data, found through importlib.resources wherever pip
+# put the package; wheels install as plain files, so this is a path onnxruntime can open. Its card is the same name with
+# .json, and its torch weights (.pt, for training only) sit beside it in the repository.
+DEFAULT_MODEL = Path(str(resources.files("stemclean") / "models" / "stemclean-v1.onnx"))
 # onnxruntime gains at most ~1.4x from a second thread on these machines (DESIGN.md section 7); batch jobs split them.
 DEFAULT_THREADS = 2
 OVERLAP = 86 * spectral.HOP_LENGTH  # ~1.0 s of crossfade between neighbouring chunks
@@ -41,12 +45,16 @@ class ModelError(RuntimeError):
 
 
 def default_model_path() -> Path:
-    """``$STEMCLEAN_MODEL`` if set, else the model shipped in ``models/``."""
+    """``$STEMCLEAN_MODEL`` if set, else the model shipped inside the package."""
     return Path(os.environ.get(MODEL_ENV) or DEFAULT_MODEL)
 
 
 def providers_for(device: str) -> list:
-    """onnxruntime providers for ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ``auto`` takes CUDA when it is there."""
+    """onnxruntime providers for ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ``auto`` takes CUDA when it is there.
+
+    A name that is no device raises ``ValueError`` (the caller's mistake); CUDA missing from onnxruntime raises
+    :class:`ModelError` (the installation's).
+    """
     has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     if device == "cpu" or (device == "auto" and not has_cuda):
         return ["CPUExecutionProvider"]
@@ -54,7 +62,7 @@ def providers_for(device: str) -> list:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     name, _, index = device.partition(":")
     if name != "cuda" or (index and not index.isdigit()):
-        raise ModelError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
     if not has_cuda:
         raise ModelError(
             "CUDA was asked for but onnxruntime has no CUDA provider; install stemclean[gpu] or use --device cpu"
@@ -70,15 +78,16 @@ class Model:
         self.device = device
         if not self.path.is_file():
             raise ModelError(
-                f"model not found: {self.path} (pass --model PATH or set {MODEL_ENV}; the trained model ships as "
-                "models/stemclean-v1.onnx)"
+                f"model not found: {self.path} (pass --model PATH or set {MODEL_ENV}; the trained model ships inside "
+                "the package, so reinstalling stemclean restores it)"
             )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        providers = providers_for(device)
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=providers_for(device))
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except ModelError:
             raise
         except Exception as err:  # onnxruntime raises several private exception types for unusable files
@@ -221,6 +230,12 @@ def _crossfaded(chunks: Iterable[np.ndarray]) -> Blocks:
         yield tail
 
 
+def check_strength(strength: float) -> None:
+    """Refuse a ``strength`` that is not a number >= 0 (``ValueError``)."""
+    if not np.isfinite(strength) or strength < 0:
+        raise ValueError(f"strength must be a number >= 0, got {strength}")
+
+
 def stream(
     stem: Source,
     mix: Source,
@@ -240,8 +255,7 @@ def stream(
     stem's rate and added to the untouched original: a 96 kHz stem keeps everything above 22 kHz, and a 44.1 kHz one
     never goes through a resampler at all.
     """
-    if not np.isfinite(strength) or strength < 0:
-        raise ValueError(f"strength must be a number >= 0, got {strength}")
+    check_strength(strength)
     type_index = stem_index(stem_type)
     check_pair(stem, mix)
     start_level = estimate_level(stem, mix)

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,33 @@ def cli_env(monkeypatch, gain_model) -> dict[str, str]:
     return {**os.environ, "STEMCLEAN_MODEL": str(gain_model), "PYTHONPATH": str(REPO)}
 
 
-def run_cli(*args: str, env: dict, stdin: bytes | None = None):
-    """Run ``python -m stemclean`` as a real process, the way a shell pipe would."""
-    return subprocess.run([sys.executable, "-m", "stemclean", *args], input=stdin, capture_output=True, env=env)
+def run_cli(*args: str, env: dict, stdin: bytes | None = None, **options):
+    """Run ``python -m stemclean`` as a real process, the way a shell pipe would (``options`` go to subprocess.run)."""
+    command = [sys.executable, "-m", "stemclean", *args]
+    return subprocess.run(command, input=stdin, capture_output=True, env=env, **options)
+
+
+def readme_line(start: str) -> str:
+    """The README's own command line that begins with ``start``, its trailing ``#`` comment dropped."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    matches = [line.split(" #")[0].strip() for line in lines if line.startswith(start)]
+    assert len(matches) == 1, f"README.md should hold exactly one command starting {start!r}, found {matches}"
+    return matches[0]
+
+
+def run_readme_line(start: str, cwd: Path, env: dict, bin_dir: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the README's line that begins with ``start`` through bash, exactly as written (pipes included).
+
+    ``stemclean`` on the line is the one in ``bin_dir`` (an installed environment's ``bin``), or by default a stand-in
+    for this checkout's ``python -m stemclean``.
+    """
+    with tempfile.TemporaryDirectory(prefix="stemclean-bin-") as shim_dir:
+        if bin_dir is None:
+            bin_dir = Path(shim_dir)
+            shim = bin_dir / "stemclean"
+            shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m stemclean "$@"\n')
+            shim.chmod(0o755)
+            env = {**env, "PYTHONPATH": str(REPO)}
+        env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}"}
+        line = readme_line(start)
+        return subprocess.run(["bash", "-o", "pipefail", "-c", line], cwd=cwd, env=env, capture_output=True, text=True)

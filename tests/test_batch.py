@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import tone_mix
+from conftest import run_cli, run_readme_line, tone_mix
 from typer.testing import CliRunner
 
 from stemclean import batch
@@ -58,6 +58,50 @@ def test_demucs_layout_with_mix_dir_mirrors_the_tree_and_resumes(tmp_path, cli_e
     assert {r["status"] for r in json.loads(forced.stdout)} == {"cleaned"}
 
 
+@pytest.mark.parametrize(
+    ("line", "cleaned"),
+    [
+        ("stemclean run separated/", ["vocals"]),
+        ("stemclean batch separated --mix-dir", ["vocals", "drums", "bass", "other"]),
+        ("stemclean batch separated --mix-from-stems", ["vocals", "drums", "bass", "other"]),
+        ("stemclean batch separated/htdemucs/song ", ["vocals", "drums", "bass", "other"]),
+    ],
+)
+def test_readme_demucs_examples_as_written(tmp_path, cli_env, line, cleaned):
+    """README's lines after demucs, run in a folder that holds song.wav and demucs' separated/."""
+    separated, songs = _demucs_tree(tmp_path, tracks=("song",))
+    (songs / "song.wav").rename(tmp_path / "song.wav")
+    done = run_readme_line(line, tmp_path, cli_env)
+    assert done.returncode == 0, done.stderr
+    song = separated / "htdemucs" / "song"
+    assert sorted(p.name for p in song.glob("*_clean.wav")) == sorted(f"{name}_clean.wav" for name in cleaned)
+    for name in cleaned:
+        stem = sf.read(song / f"{name}.wav", dtype="float32")[0]
+        out = sf.read(song / f"{name}_clean.wav", dtype="float32")[0]
+        assert np.sum(out * stem) / np.sum(stem * stem) == pytest.approx(0.5, rel=1e-3), name
+
+
+def test_mix_dir_holding_root_by_absolute_path(tmp_path):
+    _demucs_tree(tmp_path, tracks=("song",))
+    (tmp_path / "songs" / "song.wav").rename(tmp_path / "song.wav")
+    jobs = batch.plan(tmp_path / "separated", None, tmp_path.resolve(), None)
+    assert sorted(j.stem.name for j in jobs) == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
+    assert {j.mix for j in jobs} == {tmp_path.resolve() / "song.wav"}
+
+
+def test_the_summary_table_shows_whole_paths_at_120_columns(tmp_path, cli_env):
+    deep = tmp_path.joinpath(*["a_folder_with_a_rather_long_name"] * 4)
+    separated, _ = _demucs_tree(deep, tracks=("a_song_with_a_long_title",))
+    done = run_cli("batch", str(separated), "--mix-from-stems", "-s", "1", env={**cli_env, "COLUMNS": "120"})
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stderr.decode().splitlines() if line.startswith("│")]
+    assert max(len(line) for line in rows) <= 120
+    stem_column = "".join(line.split("│")[1].strip() for line in rows)
+    for stem in separated.rglob("*.wav"):
+        if not stem.stem.endswith("_clean"):
+            assert str(stem) in stem_column
+
+
 def test_mp3_mixes_are_found_and_their_padding_tolerated(tmp_path, cli_env):
     separated, songs = _demucs_tree(tmp_path, tracks=("song_a",))
     wav = songs / "song_a.wav"
@@ -91,6 +135,18 @@ def test_a_failed_track_does_not_stop_the_others(tmp_path, cli_env):
     assert "no mix for track 'song_b'" in result.stderr and "4 cleaned" in result.stderr and "4 failed" in result.stderr
     assert len(list((separated / "htdemucs" / "song_a").glob("*_clean.wav"))) == 4
     assert not list((separated / "htdemucs" / "song_b").glob("*_clean*"))
+
+
+def test_a_single_stem_is_cleaned_in_process_whatever_the_jobs(tmp_path, cli_env, monkeypatch):
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker pool was started for one stem")
+
+    monkeypatch.setattr(batch, "ProcessPoolExecutor", no_pool)
+    _write(tmp_path / "separated" / "htdemucs" / "song" / "vocals.wav", tone_mix(1.0, RATE)[0])
+    _write(tmp_path / "songs" / "song.wav", tone_mix(1.0, RATE)[1])
+    result = _batch(tmp_path / "separated", "--mix-dir", tmp_path / "songs", "-j", "2", "-s", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert [r["status"] for r in json.loads(result.stdout)] == ["cleaned"]
 
 
 def test_parallel_jobs_give_the_same_audio(tmp_path, cli_env):

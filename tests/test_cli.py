@@ -5,15 +5,21 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import run_cli, write_gain_model
+from conftest import REPO, run_cli, run_readme_line, write_gain_model
 from typer.testing import CliRunner
 
 import stemclean
+from stemclean import engine
 from stemclean.cli import app
+from stemclean.stems import STEM_TYPES
 
 runner = CliRunner()
 
@@ -101,7 +107,12 @@ def _bad_inputs(tmp_path, song):
         ("steps 9", ["run", stem, "-m", mixp, "--steps", "9"], 2, "--steps"),
         ("missing output dir", ["run", stem, "-m", mixp, "-o", tmp_path / "no" / "o.wav"], 2, "does not exist"),
         ("mix twice as long", ["run", stem, "-m", double, "-o", tmp_path / "o.wav"], 1, "longer than the stem"),
-        ("unknown format", ["run", stem, "-m", mixp, "--format", "mp4"], 1, "unknown output format"),
+        ("unknown format", ["run", stem, "-m", mixp, "--format", "mp4"], 2, "unknown output format"),
+        ("subtype the format lacks", ["run", stem, "-m", mixp, "--format", "flac", "--subtype", "FLOAT"], 2, "subtype"),
+        ("negative strength", ["run", stem, "-m", mixp, "--strength", "-1"], 2, "strength must be"),
+        ("unknown device", ["run", stem, "-m", mixp, "--device", "tpu"], 2, "unknown device"),
+        ("batch strength", ["batch", tmp_path, "--mix-from-stems", "--strength", "nan"], 2, "strength must be"),
+        ("batch format", ["batch", tmp_path, "--mix-from-stems", "--format", "mp4"], 2, "unknown output format"),
         ("missing model", ["run", stem, "-m", mixp, "--model", tmp_path / "none.onnx"], 1, "model not found"),
     ]
 
@@ -123,13 +134,29 @@ def test_debug_shows_the_traceback(song, cli_env, tmp_path):
     assert result.returncode == 1 and b"Traceback" in result.stderr and b"AudioError" in result.stderr
 
 
-def test_exit_codes_in_a_real_process(song, cli_env, tmp_path):
-    ok = run_cli("run", str(song["stem"]), "-m", str(song["mix"]), "-o", str(tmp_path / "ok.wav"), "-q", env=cli_env)
-    assert (ok.returncode, ok.stdout, ok.stderr) == (0, b"", b"")
-    failed = run_cli("run", str(tmp_path / "nope.wav"), "-m", str(song["mix"]), env=cli_env)
-    assert failed.returncode == 1 and failed.stderr.count(b"\n") == 1
-    usage = run_cli("run", str(song["stem"]), "-m", str(song["mix"]), "--steps", "0", env=cli_env)
-    assert usage.returncode == 2 and usage.stderr.count(b"\n") == 1
+@pytest.mark.parametrize(
+    ("code", "extra"),
+    [
+        (0, ["-q"]),  # README: 0 success
+        (1, ["--model", "none.onnx"]),  # 1 a file failed (missing model)
+        (2, ["--strength", "-1"]),  # 2 a usage error (bad option)
+    ],
+)
+def test_each_documented_exit_code_in_a_real_process(song, cli_env, tmp_path, code, extra):
+    out = tmp_path / "out.wav"
+    done = run_cli("run", str(song["stem"]), "-m", str(song["mix"]), "-o", str(out), *extra, env=cli_env, cwd=tmp_path)
+    assert done.returncode == code, done.stderr
+    assert done.stdout == b"" and out.exists() == (code == 0)
+    assert done.stderr == b"" if code == 0 else done.stderr.startswith(b"error:") and done.stderr.count(b"\n") == 1
+
+
+@pytest.mark.parametrize("umask", [0o002, 0o077])
+def test_outputs_get_the_permissions_of_a_normal_write(song, cli_env, tmp_path, umask):
+    out = tmp_path / "out.wav"
+    argv = ["run", str(song["stem"]), "-m", str(song["mix"]), "-o", str(out)]
+    done = run_cli(*argv, env=cli_env, preexec_fn=lambda: os.umask(umask))
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
 
 
 def test_pipe_stdin_to_stdout(song, cli_env):
@@ -140,6 +167,40 @@ def test_pipe_stdin_to_stdout(song, cli_env):
     stem, _ = sf.read(song["stem"], dtype="float32")
     assert rate == 44100 and cleaned.shape == stem.shape
     assert np.sum(cleaned * stem) / np.sum(stem * stem) == pytest.approx(0.5, rel=1e-3)
+
+
+def test_stdin_stem_type_comes_from_the_option_else_the_output_name(song, tmp_path, monkeypatch):
+    """A graph with one gain per stem type shows which type the engine used; the summary line names it too."""
+    gains = dict.fromkeys(STEM_TYPES, 1.0) | {"vocals": 0.5, "drums": 0.25, "unknown": 0.75}
+    model = write_gain_model(tmp_path / "typed.onnx", stem_gain=list(gains.values()))
+    env = {**os.environ, "STEMCLEAN_MODEL": str(model), "PYTHONPATH": str(REPO)}
+    stem_bytes, stem = song["stem"].read_bytes(), sf.read(song["stem"], dtype="float32")[0]
+    cases = [
+        (["-o", str(tmp_path / "lead_vocals.wav")], "vocals"),
+        (["-o", "-", "--stem-type", "drums"], "drums"),
+        (["-o", str(tmp_path / "vocals_out.wav"), "--stem-type", "drums", "--overwrite"], "drums"),
+        (["-o", "-"], "unknown"),
+    ]
+    for extra, stem_type in cases:
+        done = run_cli("run", "-", "-m", str(song["mix"]), "-s", "1", *extra, env=env, stdin=stem_bytes)
+        assert done.returncode == 0, done.stderr
+        cleaned = sf.read(io.BytesIO(done.stdout) if extra[1] == "-" else extra[1], dtype="float32")[0]
+        assert np.sum(cleaned * stem) / np.sum(stem * stem) == pytest.approx(gains[stem_type], rel=1e-3), extra
+        assert f": {stem_type}" in done.stderr.decode(), (extra, done.stderr)
+    assert b"--stem-type" in done.stderr  # the unknown case says how to set it
+
+
+def test_readme_pipe_as_written(tmp_path, song, cli_env):
+    """README: sox decodes to a WAV stream, stemclean cleans it as vocals, sox encodes the result."""
+    sf.write(tmp_path / "vocals.flac", sf.read(song["stem"])[0], 44100)
+    song["mix"].rename(tmp_path / "song.wav")
+    done = run_readme_line("sox vocals.flac -t wav - | stemclean run -", tmp_path, cli_env)
+    assert done.returncode == 0, done.stderr
+    stem = sf.read(tmp_path / "vocals.flac", dtype="float32")[0]
+    cleaned = sf.read(tmp_path / "vocals_clean.flac", dtype="float32")[0]
+    assert cleaned.shape == stem.shape
+    assert np.sum(cleaned * stem) / np.sum(stem * stem) == pytest.approx(0.5, rel=1e-3)
+    assert "stdout: vocals;" in done.stderr
 
 
 def test_pipe_flac_in_and_json_goes_to_stderr_when_audio_is_on_stdout(song, cli_env, tmp_path):
@@ -153,20 +214,40 @@ def test_pipe_flac_in_and_json_goes_to_stderr_when_audio_is_on_stdout(song, cli_
 
 def test_version_and_help():
     assert _invoke("--version").stdout.strip() == f"stemclean {stemclean.__version__}"
-    for command in ("run", "batch", "info"):
+    assert "<bool>" not in _invoke("--help").stdout
+    for command, usage in (("run", "[OPTIONS] STEM"), ("batch", "[OPTIONS] ROOT"), ("info", "[OPTIONS]")):
         assert command in _invoke("--help").stdout
-        assert "Usage" in _invoke(command, "--help").stdout
+        text = _invoke(command, "--help").stdout
+        assert f" {command} {usage}" in text and "<bool>" not in text and "{" not in text, text
 
 
-def test_info_shows_card_metadata_and_providers(tmp_path, gain_model):
-    card = {"name": "stemclean-test", "trained_on": "nothing"}
+def test_info_summarises_the_card_and_json_has_all_of_it(tmp_path, gain_model):
+    card = {
+        "name": "stemclean-test",
+        "size_mb": 1.5,
+        "metrics": [{"source": "spleeter", "method": "stemclean@auto", "delta_si_sdr": 0.123456789, "sir": 16.6666,
+                     "sar": 9.7225123}],
+    }
     gain_model.with_suffix(".json").write_text(json.dumps(card))
     result = _invoke("info", "--model", gain_model, "--json")
     assert result.exit_code == 0, result.output
     details = json.loads(result.stdout)
     assert details["card"] == card and details["metadata"]["version"] == "test-gain-graph"
     assert "CPUExecutionProvider" in details["providers"] and details["versions"]["stemclean"]
-    table = _invoke("info", "--model", gain_model)
-    assert "stemclean-test" in table.stdout and "CPUExecutionProvider" in table.stdout
+    assert details["auto_provider"] == engine.providers_for("auto")[0]
+    human = _invoke("info", "--model", gain_model).stdout
+    assert "stemclean-test" in human and "1.5 MB" in human and f"auto picks {details['auto_provider']}" in human
+    assert "spleeter: SI-SDR gain +0.12 dB, SIR 16.7 dB, SAR 9.7 dB" in human and "0.1234" not in human
+    assert f"onnxruntime {details['versions']['onnxruntime']}" in human and "{" not in human
     missing = _invoke("info", "--model", tmp_path / "none.onnx")
-    assert missing.exit_code == 0 and "not found" in missing.stdout
+    assert missing.exit_code == 0 and "(not found)" in missing.stdout
+
+
+def test_info_into_a_reader_that_left_exits_quietly(cli_env):
+    """`stemclean info | head -1`: the reader is gone before info writes, which is no failure."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stemclean", "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env
+    )
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert (process.wait(), stderr) == (0, b"")

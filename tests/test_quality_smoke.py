@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from conftest import write_gain_model
 
-from benchmarks import bands, calibrate, quality, report
+from benchmarks import bands, calibrate, jobs, quality, report
 from stemclean.spectral import SAMPLE_RATE
 from stemclean.train import metrics
 
@@ -167,3 +167,13 @@ def test_band_table_runs_on_a_corpus_and_renders(smoke, tmp_path):
     above_cut = next(r for r in rows if r["band_hz"] == [11000, 14000])
     assert above_cut["kept_db"] is None or above_cut["kept_db"] < -20
     assert "## Where the error lives" in bands.markdown(results)
+
+
+def test_jobs_benchmark_times_each_setting_and_names_the_default(tmp_path):
+    model = write_gain_model(tmp_path / "half.onnx", stem_gain=0.5)
+    results = jobs.run_benchmark(model, [1], tracks=2, repeats=1)
+    assert set(results["lengths"]) == {"1"}
+    for runs in results["lengths"].values():
+        assert {f"j{j}" for j in jobs.JOBS} == set(runs) and all(r["wall_s"] > 0 for r in runs.values())
+    page = jobs.markdown(results)
+    assert "| 1-second |" in page and f"The default is `-j {jobs.DEFAULT_JOBS}`" in page

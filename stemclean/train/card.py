@@ -2,7 +2,7 @@
 
 Every number on the card is read from the checkpoint, the corpus manifest or a benchmark's JSON, never typed.
 
-    python -m stemclean.train.card runs/main/last.pt models/stemclean-v1.onnx
+    python -m stemclean.train.card runs/main/last.pt stemclean/models/stemclean-v1.onnx
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 The legacy exporter (``dynamo=False``) is used on purpose: the dynamo exporter's optimiser folds tiny constants such as
 the 1e-5 epsilons to zero and can pin the time axis (see DESIGN.md §7).
 
-    python -m stemclean.train.export runs/finetune/last.pt models/stemclean-v1.onnx --weights models/stemclean-v1.pt
+    python -m stemclean.train.export runs/sdr/last.pt stemclean/models/stemclean-v1.onnx \
+        --weights stemclean/models/stemclean-v1.pt
 """
 
 from __future__ import annotations
