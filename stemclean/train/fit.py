@@ -174,6 +174,7 @@ def main(
     init: Path = typer.Option(None, help="Start a new run from this checkpoint's weights (fine-tuning)."),
     bleed_weight: float = typer.Option(0.01, help="Weight of the bleed (differentiable SIR) loss, per dB."),
     sdr_weight: float = typer.Option(0.01, help="Weight of the negative SI-SDR loss, per dB."),
+    songs: str = typer.Option(None, help="Train on these comma-separated song ids alone (the overfit check)."),
     resume_weights: Path = typer.Option(None, help="Without RUN/last.pt, resume this run from a weights-only "
                                         "snapshot (see --snapshot): same plan position, fresh optimizer state."),
     snapshot: Path = typer.Option(None, help="Also write a weights-only copy of every checkpoint here, small enough "
@@ -213,7 +214,7 @@ def main(
                          evidence=evidence, band_mix=band_mix)
     sampler = CorpusSampler(corpus, spleeter, "train", seed=seed + 1000 * state["phase_index"] + state["phase_step"],
                             real_fraction=real_fraction, stereo=model.stereo, bleed_fraction=bleed_fraction,
-                            segment_seconds=segment_seconds)
+                            segment_seconds=segment_seconds, songs=tuple(songs.split(",")) if songs else None)
     examples_per_step = batch_size // 2 if model.stereo else batch_size
     batches = iter(torch.utils.data.DataLoader(BatchStream(sampler, examples_per_step), batch_size=None,
                                                num_workers=workers, prefetch_factor=4 if workers else None,

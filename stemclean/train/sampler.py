@@ -70,8 +70,9 @@ class CorpusSampler:
 
     def __init__(self, corpus: Path, spleeter: Path | None, split: str, seed: int, real_fraction: float = 0.3,
                  clean_fraction: float = 0.05, stereo: bool = False, bleed_fraction: float = 0.0,
-                 segment_seconds: float = 2.0):
+                 segment_seconds: float = 2.0, songs: tuple[str, ...] | None = None):
         self.corpus, self.spleeter_root, self.split, self.stereo = corpus, spleeter, split, stereo
+        self.only = songs  # draw from these songs alone (the overfit check); None: every song of the split
         self.rng = np.random.default_rng(seed)
         self.real_fraction, self.clean_fraction, self.bleed_fraction = real_fraction, clean_fraction, bleed_fraction
         self.segment = int(segment_seconds * spectral.SAMPLE_RATE)
@@ -85,7 +86,8 @@ class CorpusSampler:
         """Re-read the manifest, so a run started on a partly rendered corpus picks up songs as they land."""
         entries = load_manifest(self.corpus).values()
         self.songs = [self.corpus / self.split / e["id"] for e in entries
-                      if e["split"] == self.split and (self.corpus / self.split / e["id"] / "mixture.wav").exists()]
+                      if e["split"] == self.split and (self.corpus / self.split / e["id"] / "mixture.wav").exists()
+                      and (not self.only or e["id"] in self.only)]
         root = self.spleeter_root
         self.spleeter = {song.name: root / self.split / song.name for song in self.songs
                          if root and (root / self.split / song.name / "accompaniment.wav").exists()}

@@ -53,13 +53,14 @@ class Case:
     stem_type: int
 
 
-def val_cases(corpus: Path, spleeter: Path | None, seconds: float = VAL_SECONDS) -> list[Case]:
-    """Every val song's cases, from the middle of the song."""
+def val_cases(corpus: Path, spleeter: Path | None, seconds: float = VAL_SECONDS, split: str = "val",
+              songs: tuple[str, ...] | None = None) -> list[Case]:
+    """Every val song's cases (or those of ``songs`` in ``split``, for the overfit check), from the song's middle."""
     cases = []
     segment = int(seconds * spectral.SAMPLE_RATE)
     for entry in sorted(load_manifest(corpus).values(), key=lambda e: e["id"]):
-        song = corpus / "val" / entry["id"]
-        if entry["split"] != "val" or not (song / "mixture.wav").exists():
+        song = corpus / split / entry["id"]
+        if entry["split"] != split or (songs and entry["id"] not in songs) or not (song / "mixture.wav").exists():
             continue
         start = max(0, sf.info(str(song / "mixture.wav")).frames // 2 - segment // 2)
 
@@ -70,7 +71,7 @@ def val_cases(corpus: Path, spleeter: Path | None, seconds: float = VAL_SECONDS)
             return spectral.stft(sum(read(song / f"{name}.wav") for name in names))
 
         mix = spectral.stft(read(song / "mixture.wav"))
-        pair = spleeter / "val" / entry["id"] if spleeter else None
+        pair = spleeter / split / entry["id"] if spleeter else None
         if pair is not None and (pair / "accompaniment.wav").exists():
             for stem in SPLEETER_STEMS:
                 if _energy(stems(parts_of(stem))) < _SILENT_SHARE * _energy(mix):
@@ -106,23 +107,38 @@ class ValSet:
         return self._cases
 
 
-def score(model: torch.nn.Module, cases: list[Case]) -> dict:
-    """Mean ΔSI-SDR per kind and per row of one model pass over every case."""
+def oracle_spec(case: Case) -> np.ndarray:
+    """The oracle ideal ratio mask's output (power ratio of the true stem and residual, on the mixture), as in
+    ``baselines.oracle_irm``: the ceiling of mask-based cleanup, for the gap a model closes."""
+    stem_power, resid_power = np.abs(case.clean) ** 2, np.abs(case.mix - case.clean) ** 2
+    return stem_power / np.maximum(stem_power + resid_power, 1e-20) * case.mix
+
+
+def _gain(estimate: np.ndarray, case: Case) -> float:
+    """ΔSI-SDR of an estimate's spectrum over the damaged input, both against the true stem, on waveforms."""
+    length = spectral.HOP_LENGTH * (case.clean.shape[-1] - 1)
+    truth = spectral.istft(case.clean, length)
+    return si_sdr(spectral.istft(estimate, length), truth) - si_sdr(spectral.istft(case.damaged, length), truth)
+
+
+def _means(gains: dict[tuple[str, str], list[float]]) -> dict:
+    kinds = sorted({kind for kind, _ in gains})
+    return {**{kind: float(np.mean([g for (k, _), v in gains.items() if k == kind for g in v])) for kind in kinds},
+            "rows": {row: float(np.mean(v)) for (_, row), v in gains.items()}}
+
+
+def score(model: torch.nn.Module, cases: list[Case], oracle: bool = False) -> dict:
+    """Mean ΔSI-SDR per kind and per row of one model pass over every case (and the oracle mask's, if asked)."""
     model.eval()
     gains: dict[tuple[str, str], list[float]] = {}
+    ceiling: dict[tuple[str, str], list[float]] = {}
     with torch.no_grad():
         for case in cases:
-            pred = model(torch.from_numpy(spectral.to_channels(case.damaged)), torch.from_numpy(spectral.to_channels(case.mix)),
+            pred = model(torch.from_numpy(spectral.to_channels(case.damaged)),
+                         torch.from_numpy(spectral.to_channels(case.mix)),
                          torch.tensor([case.level]), torch.tensor([case.stem_type]))
-            length = spectral.HOP_LENGTH * (case.clean.shape[-1] - 1)
-            truth = spectral.istft(case.clean, length)
-            out = spectral.istft(spectral.from_channels(pred.numpy()), length)
-            gain = si_sdr(out, truth) - si_sdr(spectral.istft(case.damaged, length), truth)
-            gains.setdefault((case.kind, case.row), []).append(gain)
+            gains.setdefault((case.kind, case.row), []).append(_gain(spectral.from_channels(pred.numpy()), case))
+            if oracle:
+                ceiling.setdefault((case.kind, case.row), []).append(_gain(oracle_spec(case), case))
     model.train()
-    kinds = {kind for kind, _ in gains}
-    return {
-        "cases": len(cases),
-        **{kind: float(np.mean([g for (k, _), v in gains.items() if k == kind for g in v])) for kind in sorted(kinds)},
-        "rows": {row: float(np.mean(v)) for (_, row), v in gains.items()},
-    }
+    return {"cases": len(cases), **_means(gains), **({"oracle": _means(ceiling)} if oracle else {})}
