@@ -97,8 +97,8 @@ def _phase_agreement(a: torch.Tensor, b: torch.Tensor, power_a: torch.Tensor, po
 
 def _box_sum(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     """Sum over ``size`` neighbours (odd, centred; edges sum what exists) along ``dim`` of a [B, C, F, T] tensor, as a
-    running sum differenced at the window's ends. Average pools over the same windows took about a tenth of a
-    training step on this CPU; the running sums next to nothing."""
+    running sum differenced at the window's ends. Average pools over the same windows were a visible share of a
+    training step in torch's profiler on this CPU; the running sums are not."""
     half = size // 2
     pad = (half + 1, half) if dim == 3 else (0, 0, half + 1, half)
     running = torch.cumsum(F.pad(x, pad), dim=dim)
@@ -224,8 +224,8 @@ class BandMerge(nn.Module):
 def _depthwise_time(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv`` (depthwise, kernel (1, k)) on [B, C, K, T], computed as a 1-d convolution over [B * K, C, T].
 
-    The same result as ``conv(x)``; the 2-d depthwise convolution's backward pass on this CPU build took 4 to 17
-    times as long as the 1-d one's, and it was most of a training step.
+    The same result as ``conv(x)``; the 2-d depthwise convolution's backward pass on this CPU build took several
+    times as long as the 1-d one's, and it was most of a training step in torch's profiler.
     """
     b, c, k, t = x.shape
     y = F.conv1d(x.transpose(1, 2).reshape(b * k, c, t), conv.weight[:, :, 0, :], conv.bias,
