@@ -262,3 +262,17 @@ def test_val_cases_score_a_model_that_removes_bleed_above_one_that_does_nothing(
     assert abs(identity["bleed"]) < 1e-6
     assert validate.score(Oracle(), cases)["bleed"] > 10.0
     assert identity["oracle"]["bleed"] > 3.0, "the oracle mask removes most additive bleed of tones"
+
+
+def test_a_weights_only_snapshot_resumes_the_run_on_a_machine_without_it(tiny_corpus, tmp_path):
+    common = dict(corpus=tiny_corpus, spleeter=tmp_path / "none", batch_size=2, lr=1e-3, width=8, blocks=2,
+                  time_stride=2, stereo=False, consistency=0.0, real_fraction=0.0, init=None, bleed_weight=0.01,
+                  sdr_weight=0.01, save_every=1, threads=1, seed=0, evidence=True, band_mix=True, segment_seconds=1.0,
+                  bleed_fraction=0.5, bf16=False, val_every=0, workers=0, songs=None)
+    snapshot = tmp_path / "models" / "snapshot.pt"
+    fit.main(run=tmp_path / "first", plan="trunk:2", resume_weights=None, snapshot=snapshot, **common)
+    assert "optimizer" not in torch.load(snapshot, weights_only=False)
+    fit.main(run=tmp_path / "fresh", plan="trunk:2,control:1", resume_weights=snapshot, snapshot=None, **common)
+    resumed = torch.load(tmp_path / "fresh" / "last.pt", weights_only=False)
+    assert (resumed["phase_index"], resumed["phase_step"], resumed["examples"]) == (1, 1, 3 * common["batch_size"])
+    assert resumed["model_config"]["evidence"] and resumed["model_config"]["band_mix"]
