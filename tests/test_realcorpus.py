@@ -1,0 +1,212 @@
+"""The real-recordings corpus: decoding of every source format on real files from the Debian packages, splits by
+speaker and soundtrack, exact mixtures, real speech made to sing, and the loader training code calls.
+
+Needs the Debian packages named in docs/TRAINING.md; a test whose package is missing is skipped and says which."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stemclean.spectral import SAMPLE_RATE
+from stemclean.train import mixing, realcorpus, realmix, recordings, singing
+
+# Small packages that between them give every split speakers (many languages) and a soundtrack (three packages).
+TINY_PACKAGES = ["klettres-data", "ktuberling-data", "drascula-music", "singularity-music", "nexuiz-music"]
+
+
+def _installed(package: str) -> bool:
+    return bool(recordings.PACKAGES[package].find())
+
+
+def needs(*packages: str):
+    missing = [p for p in packages if not _installed(p)]
+    return pytest.mark.skipif(bool(missing), reason=f"apt-get install {' '.join(missing)}")
+
+
+def _first(package: str, suffix: str) -> recordings.Recording:
+    return next(r for r in recordings.PACKAGES[package].find() if (r.member or r.path).endswith(suffix))
+
+
+def _check_decoded(rec: recordings.Recording, rate: int, frames: int) -> np.ndarray:
+    audio, got_rate = recordings.decode(rec)
+    assert got_rate == rate and audio.dtype == np.float32 and audio.shape[1] == frames
+    # lossy codecs may overshoot full scale a little; a wrong sample format would be far off
+    assert np.isfinite(audio).all() and np.abs(audio).max() <= 1.1 and mixing.rms(audio) > 1e-3
+    resampled = recordings.load(rec, channels=2)
+    assert resampled.shape[0] == 2 and abs(resampled.shape[1] - frames * SAMPLE_RATE / rate) <= 2
+    return audio
+
+
+@needs("ktuberling-data")
+def test_decodes_opus():
+    rec = _first("ktuberling-data", ".opus")
+    info = sf.info(rec.path)
+    assert info.subtype == "OPUS"
+    _check_decoded(rec, info.samplerate, info.frames)
+
+
+@needs("klettres-data")
+def test_decodes_ogg_vorbis():
+    rec = _first("klettres-data", ".ogg")
+    info = sf.info(rec.path)
+    assert info.subtype == "VORBIS"
+    _check_decoded(rec, info.samplerate, info.frames)
+
+
+@needs("festvox-ru")
+def test_decodes_wav():
+    rec = _first("festvox-ru", ".wav")
+    info = sf.info(rec.path)
+    assert info.format == "WAV"
+    _check_decoded(rec, info.samplerate, info.frames)
+    assert recordings.duration(rec) == pytest.approx(info.duration)
+
+
+@needs("nexuiz-music")
+def test_decodes_ogg_inside_a_pk3_archive():
+    import io
+    import zipfile
+
+    members = recordings.PACKAGES["nexuiz-music"].find()
+    with zipfile.ZipFile(members[0].path) as z:
+        smallest = min(members, key=lambda r: z.getinfo(r.member).file_size)
+        info = sf.info(io.BytesIO(z.read(smallest.member)))
+    audio = _check_decoded(smallest, info.samplerate, info.frames)
+    assert audio.shape[0] == info.channels
+    assert recordings.duration(smallest) == pytest.approx(info.duration)
+
+
+@needs("drascula")
+def test_decodes_drascula_raw_8bit_speech():
+    rec = _first("drascula", "1.ALS")
+    size = Path(rec.path).stat().st_size
+    audio = _check_decoded(rec, recordings.DRASCULA_RATE, size - 32 - 64)
+    assert abs(float(audio.mean())) < 0.01  # unsigned samples centred on 128: read as signed they would not be
+    _, f0 = singing.pitch_track(audio[0], recordings.DRASCULA_RATE)
+    assert (f0 > 0).mean() > 0.2  # a voice, not noise: the header and tail are cut and the samples read right
+    assert not any(Path(r.path).stem.startswith("S") and Path(r.path).stem[1:].isdigit()
+                   for r in recordings.PACKAGES["drascula"].find())  # S<n>.ALS are sound effects
+
+
+def test_splits_are_disjoint_cover_every_group_and_respect_shares():
+    rng = np.random.default_rng(0)
+    seconds = {f"g{i}": float(rng.uniform(10, 200)) for i in range(60)}
+    split_of = realcorpus.split_groups(seconds, seed=3)
+    assert split_of == realcorpus.split_groups(dict(reversed(seconds.items())), seed=3)
+    assert set(split_of) == set(seconds)
+    total = sum(seconds.values())
+    for split, share in realcorpus.SHARES.items():
+        held = sum(s for g, s in seconds.items() if split_of[g] == split)
+        assert share * total * 0.75 <= held <= share * total * 1.25, split
+    one_big = {"huge": 1000.0, **{f"small{i}": 10.0 for i in range(30)}}
+    assert realcorpus.split_groups(one_big, seed=0)["huge"] == "train"  # too big for a held-out split's share
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    missing = [p for p in TINY_PACKAGES if not _installed(p)]
+    if missing:
+        pytest.skip(f"apt-get install {' '.join(missing)}")
+    out = tmp_path_factory.mktemp("real")
+    entries = realcorpus.build(out, hours=7 * 7 / 3600, packages=TINY_PACKAGES, mix_seconds=(6.0, 8.0), chorales=1)
+    return out, entries
+
+
+def test_mixture_is_the_exact_sum_and_the_ratio_is_as_recorded(tiny):
+    out, entries = tiny
+    assert {e["split"] for e in entries.values()} == {"train", "val", "test"}
+    for split in ("train", "val", "test"):
+        for pair in realcorpus.load_pairs(out, split):
+            vocals, rate = sf.read(pair["vocals"], dtype="float32", always_2d=True)
+            accompaniment, _ = sf.read(pair["accompaniment"], dtype="float32", always_2d=True)
+            assert rate == SAMPLE_RATE and vocals.shape == accompaniment.shape and vocals.shape[1] == 2
+            assert np.array_equal(realcorpus.mixture(pair), vocals + accompaniment)
+            assert np.array_equal(realcorpus.mixture(pair, 100, 200), (vocals + accompaniment)[100:200])
+            assert np.abs(vocals + accompaniment).max() <= mixing.PEAK_CEILING + 1e-4
+            ratio = 20 * np.log10(mixing.rms(vocals) / mixing.rms(accompaniment))
+            assert ratio == pytest.approx(entries[pair["id"]]["var_db"], abs=0.05)
+            assert realmix.VAR_DB[0] <= entries[pair["id"]]["var_db"] <= realmix.VAR_DB[1]
+
+
+def test_speakers_soundtracks_and_melodies_never_cross_splits(tiny):
+    out, entries = tiny
+    rows = json.loads((out / "recordings.json").read_text())["recordings"]
+    split_of_file = {(r["path"] + (":" + r["member"] if r["member"] else "")): r["split"] for r in rows}
+    groups: dict[str, set] = {}
+    for row in rows:
+        groups.setdefault(row["split"], set()).add(row["group"])
+    assert not (groups["train"] & groups["test"]) and not (groups["train"] & groups["val"])
+    assert not (groups["val"] & groups["test"])
+    melody_split = {line["song"]: line["split"] for line in json.loads((out / "melodies.json").read_text())}
+    for entry in entries.values():
+        used = entry["vocals"]["clips"] + [entry["accompaniment"]["file"]]
+        assert {split_of_file[f] for f in used} == {entry["split"]}
+        if entry["vocals"]["mode"] == "sung":
+            assert melody_split[entry["vocals"]["melody"]] == entry["split"]
+        assert entry["vocals"]["licence"] and entry["accompaniment"]["licence"]
+
+
+def test_a_second_run_skips_finished_mixes(tiny):
+    out, entries = tiny
+    files = sorted((out / "corpus").rglob("*.flac"))
+    before = {p: p.stat().st_mtime_ns for p in files}
+    realcorpus.build(out, hours=7 * 7 / 3600, packages=TINY_PACKAGES, mix_seconds=(6.0, 8.0), chorales=1)
+    assert {p: p.stat().st_mtime_ns for p in files} == before
+
+
+def test_load_pairs_lists_spleeter_estimates_once_both_exist(tiny, tmp_path):
+    out, entries = tiny
+    pair = realcorpus.load_pairs(out, "test")[0]
+    assert pair["spleeter_vocals"] is None and pair["speaker"] and pair["soundtrack"]
+    folder = out / "spleeter" / "test" / pair["id"]
+    folder.mkdir(parents=True, exist_ok=True)
+    silence = np.zeros((10, 2), dtype=np.float32)
+    sf.write(folder / "vocals.flac", silence, SAMPLE_RATE)
+    assert realcorpus.load_pairs(out, "test")[0]["spleeter_vocals"] is None
+    sf.write(folder / "accompaniment.flac", silence, SAMPLE_RATE)
+    again = next(p for p in realcorpus.load_pairs(out, "test") if p["id"] == pair["id"])
+    assert again["spleeter_vocals"] == folder / "vocals.flac"
+    assert realcorpus.load_pairs(out, "nosuchsplit") == []
+
+
+@needs("festvox-ru")
+def test_real_speech_sings_the_melody_in_a_singers_range():
+    rec = _first("festvox-ru", "ru_0002.wav")
+    audio, rate = recordings.decode(rec)
+    speech = audio[0]
+    _, spoken = singing.pitch_track(speech, rate)
+    singer = singing.draw_singer(np.random.default_rng(0), float(np.median(spoken[spoken > 0])))
+    assert singer.range == "male"  # the Russian reader speaks around 100-150 Hz
+    notes = [(0.5 * i, 0.5 * i + 0.45, p) for i, p in enumerate([50, 53, 57, 55, 52, 48, 50, 60] * 4)]
+    melody = singing.melody_for(notes, singer)
+    assert melody.pitches.min() >= singing.RANGES["male"][0] and melody.pitches.max() <= singing.RANGES["male"][1]
+    sung, times, target_hz = singing.sing(speech, rate, melody, 0.0, singer, np.random.default_rng(1))
+    assert len(sung) / len(speech) == pytest.approx(singer.stretch, rel=0.1)
+    assert singing.f0_error_cents(sung, rate, times, target_hz) < 20
+    # against the written notes (no vibrato or glide), the error stays within a singer's expression
+    frame_times, f0 = singing.pitch_track(sung, rate)
+    index = np.clip(np.searchsorted(melody.starts, frame_times, side="right") - 1, 0, len(notes) - 1)
+    written = 440.0 * 2 ** ((melody.pitches[index] - 69) / 12)
+    voiced = f0 > 0
+    assert voiced.mean() > 0.3
+    assert np.median(np.abs(1200 * np.log2(f0[voiced] / written[voiced]))) < singer.vibrato_cents + 30
+    # unvoiced sounds (consonants, breath) keep their length: the stretch went into the voiced parts
+    assert (f0 == 0).sum() == pytest.approx((spoken == 0).sum(), rel=0.35)
+
+
+def test_contour_glides_between_notes_and_swings_with_vibrato():
+    singer = singing.Singer("female", 1.5, 0.1, 5.5, 50.0, 0.2)
+    melody = singing.Melody(np.array([0.0, 1.0]), np.array([1.0, 2.0]), np.array([60.0, 64.0]))
+    times = np.arange(0, 2, singing.FRAME_S)
+    pitch = singing.contour(melody, singer, times)
+    straight = times < 0.2
+    assert np.allclose(pitch[straight & (times < 0.9)], 60.0)  # no vibrato before the delay
+    held = (times > 0.45) & (times < 0.9)
+    assert pitch[held].max() == pytest.approx(60.5, abs=0.05) and pitch[held].min() == pytest.approx(59.5, abs=0.05)
+    at_change = pitch[(times > 0.97) & (times < 1.03)]
+    assert 60.3 < at_change.mean() < 63.7  # a glide, not a jump
