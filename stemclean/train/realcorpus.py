@@ -228,6 +228,22 @@ def _size_gb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e9 if folder.exists() else 0.0
 
 
+def summary(out: Path) -> str:
+    """What is made under ``out`` and what it cost, summed over every run that made it: hours of mixes per split, the
+    sung mixes' median f0 error, hours spent mixing and separating (as recorded per mix), and gigabytes on disk."""
+    entries = corpus.load_manifest(out / "corpus").values()
+    timings_path = out / "spleeter" / separators.TIMINGS
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    hours = {s: sum(e["duration_s"] for e in entries if e["split"] == s) / 3600 for s in songs.SPLITS}
+    errors = [e["vocals"]["f0_error_cents"] for e in entries if e["vocals"].get("f0_error_cents") is not None]
+    return (f"{len(entries)} mixes, {sum(hours.values()):.2f} h of audio "
+            f"({', '.join(f'{s} {h:.2f} h' for s, h in hours.items())}); "
+            f"{len(errors)} sung, median f0 error {np.median(errors) if errors else float('nan'):.1f} cents; "
+            f"mixing took {sum(e['render_s'] for e in entries) / 3600:.2f} h, corpus {_size_gb(out / 'corpus'):.2f} GB; "
+            f"{len(timings)} Spleeter pairs took {sum(t['separate_s'] for t in timings.values()) / 3600:.2f} h, "
+            f"{_size_gb(out / 'spleeter'):.2f} GB")
+
+
 def main(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (corpus/ and spleeter/ go in it).")] = Path(
         "data/real"),
@@ -239,16 +255,14 @@ def main(
     """Make the real-recordings corpus and its Spleeter pairs (skips what is already made); prints time and size."""
     began = time.perf_counter()
     try:
-        entries = build(out, hours, seed)
-        made = separate(out, venv) if spleeter else 0
+        build(out, hours, seed)
+        if spleeter:
+            separate(out, venv)
     except (FileNotFoundError, RuntimeError, ValueError) as error:
         corpus.console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from None
-    hours_done = sum(e["duration_s"] for e in entries.values()) / 3600
-    corpus.console.print(
-        f"real corpus at {out}: {len(entries)} mixes, {hours_done:.2f} h; {made} separated this run; "
-        f"{(time.perf_counter() - began) / 3600:.2f} h this run; corpus {_size_gb(out / 'corpus'):.2f} GB, "
-        f"spleeter {_size_gb(out / 'spleeter'):.2f} GB")
+    corpus.console.print(f"real corpus at {out}: {summary(out)}; this run took "
+                         f"{(time.perf_counter() - began) / 3600:.2f} h")
 
 
 if __name__ == "__main__":
