@@ -159,6 +159,26 @@ def test_a_second_run_skips_finished_mixes(tiny):
     assert {p: p.stat().st_mtime_ns for p in files} == before
 
 
+def test_voices_benchmark_measures_how_much_of_the_voice_is_kept(tiny, tmp_path):
+    from benchmarks import voices
+
+    out, entries = tiny
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "corpus").symlink_to(out / "corpus")
+    for pair in realcorpus.load_pairs(out, "val"):  # a separator that keeps half of the voice and none of the music
+        folder = real / "spleeter" / "val" / pair["id"]
+        folder.mkdir(parents=True)
+        vocals = sf.read(pair["vocals"], dtype="float32")[0]
+        sf.write(folder / "vocals.flac", 0.5 * vocals, SAMPLE_RATE)
+        sf.write(folder / "accompaniment.flac", sf.read(pair["accompaniment"], dtype="float32")[0], SAMPLE_RATE)
+    table = voices.run(tmp_path / "no-rendered-corpus", tmp_path, real, "val", 5.0, None)
+    assert set(table) and all(kind.startswith("real, ") for kind in table)
+    assert sum(row["pairs"] for row in table.values()) == len(realcorpus.load_pairs(out, "val"))
+    for row in table.values():
+        assert row["kept"] == pytest.approx(0.5, abs=0.01) and row["si_sdr"] > 60  # a scaled copy is exact
+
+
 def test_load_pairs_lists_spleeter_estimates_once_both_exist(tiny, tmp_path):
     out, entries = tiny
     pair = realcorpus.load_pairs(out, "test")[0]
