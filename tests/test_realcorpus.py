@@ -219,6 +219,56 @@ def test_real_speech_sings_the_melody_in_a_singers_range():
     assert (f0 == 0).sum() == pytest.approx((spoken == 0).sum(), rel=0.35)
 
 
+@needs("fillets-ng-data-nl")
+def test_a_real_voice_sings_a_rendered_songs_melody_in_time(tmp_path):
+    rng = np.random.default_rng(0)
+    song = tmp_path / "song"
+    song.mkdir()
+    for stem in ("drums", "bass", "other"):  # a stand-in band: quiet noise
+        sf.write(song / f"{stem}.wav", 0.01 * rng.standard_normal((12 * SAMPLE_RATE, 2)), SAMPLE_RATE,
+                 subtype="FLOAT")
+    pitches = [57, 60, 64, 62, 59, 55]
+    line = {"song": "song", "split": "test", "sung": True,
+            "notes": [[0.5 + 0.8 * i, 1.25 + 0.8 * i, pitches[i % 6]] for i in range(14)]}
+    speaker = [realmix.Clip(r, recordings.duration(r)) for r in recordings.PACKAGES["fillets-ng-data-nl"].find()
+               if r.group == "fillets-nl:v"][:20]
+    errors = []
+    for seed in range(6):
+        stems, info = realmix.render_over_song(speaker, song, line, np.random.default_rng(seed), (10.0, 10.0))
+        assert stems["vocals"].shape == stems["accompaniment"].shape == (2, 10 * SAMPLE_RATE)
+        if info["vocals"]["mode"] != "sung":
+            continue
+        times, f0 = singing.pitch_track(stems["vocals"].mean(axis=0), SAMPLE_RATE)
+        starts = np.array([n[0] for n in line["notes"]]) - info["accompaniment"]["offset_s"]
+        index = np.searchsorted(starts, times, side="right") - 1
+        heard = (f0 > 0) & (index >= 0)
+        written = np.array([n[2] for n in line["notes"]])[index[heard]]
+        off = 1200 * np.log2(f0[heard] / (440 * 2 ** ((written - 69) / 12)))
+        errors.append(float(np.median(np.abs((off + 600) % 1200 - 600))))
+    # the song's notes at the song's times, moved only by whole octaves into the singer's range (out of time, most
+    # of these draws land hundreds of cents off)
+    assert len(errors) >= 2 and max(errors) < 50, errors
+
+
+def test_mixes_over_rendered_songs_wait_for_the_whole_rendered_corpus(tmp_path):
+    from stemclean.train import corpus
+
+    lines = [{"song": "a", "split": "train", "sung": True, "notes": []},
+             {"song": "b", "split": "test", "sung": True, "notes": []}]
+    entries = []
+    for song in ("a", "b"):
+        entries.append({"id": song, "split": "train" if song == "a" else "test", "seconds_limit": None})
+        for path in corpus.song_files(tmp_path, entries[-1]["split"], song):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+    (tmp_path / corpus.MANIFEST).write_text(json.dumps({"songs": entries[:1]}))
+    assert realcorpus.rendered_songs(tmp_path, lines) == {}  # b has no manifest entry yet
+    (tmp_path / corpus.MANIFEST).write_text(json.dumps({"songs": entries}))
+    assert set(realcorpus.rendered_songs(tmp_path, lines)) == {"a", "b"}
+    corpus.song_files(tmp_path, "test", "b")[0].unlink()
+    assert realcorpus.rendered_songs(tmp_path, lines) == {}
+
+
 def test_contour_glides_between_notes_and_swings_with_vibrato():
     singer = singing.Singer("female", 1.5, 0.1, 5.5, 50.0, 0.2)
     melody = singing.Melody(np.array([0.0, 1.0]), np.array([1.0, 2.0]), np.array([60.0, 64.0]))

@@ -37,6 +37,7 @@ EXT, SUBTYPE = "flac", "PCM_16"
 SHARES = {"test": 0.1, "val": 0.1}  # of each role's total duration; the rest is train
 _MIN_LINE_NOTES = 8
 DEFAULT_HOURS = 8.0
+DEFAULT_SONG_HOURS = 2.0
 
 
 def split_groups(seconds: dict[str, float], seed: int) -> dict[str, str]:
@@ -85,7 +86,8 @@ def catalog(out: Path, seed: int, packages: list[str] | None = None) -> list[dic
 
 def melody_lines(out: Path, seed: int, chorales: int = corpus.DEFAULT_CHORALES) -> list[dict]:
     """Monophonic lines to sing, each with its song's split: the sung line of every openmsx song, and the four voices
-    of every chorale. Cached in ``OUT/melodies.json``."""
+    of every chorale, on the clock of the song as the corpus renders it (``sung`` marks the line the rendered song's
+    vocals sing). Cached in ``OUT/melodies.json``."""
     path = out / "melodies.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -99,20 +101,30 @@ def melody_lines(out: Path, seed: int, chorales: int = corpus.DEFAULT_CHORALES) 
         else:
             notes = midi.read_notes(songs.chorale_midi(song, np.random.default_rng(songs.song_seed(seed, song.id))))
             parts = [midi.skyline([n for n in notes if n.channel == channel]) for channel in range(4)]
-        for part in parts:
+        for index, part in enumerate(parts):  # the first part is the line the rendered song sings
             if len(part) >= _MIN_LINE_NOTES:
-                lines.append({"song": song.id, "split": split_of[song.id],
+                lines.append({"song": song.id, "split": split_of[song.id], "sung": index == 0,
                               "notes": [[round(n.start, 4), round(n.end, 4), n.pitch] for n in part]})
     write_text_atomic(path, json.dumps(lines))
     return lines
 
 
-def mix_ids(hours: float, mix_seconds: tuple[float, float]) -> list[tuple[str, str]]:
-    """(id, split) of every mix for about ``hours`` of audio in all, test first, then val, then train."""
+def mix_ids(hours: float, mix_seconds: tuple[float, float], kind: str = "real") -> list[tuple[str, str]]:
+    """(id, split) of every mix of ``kind`` for about ``hours`` of audio in all, test first, then val, then train."""
+    if hours <= 0:
+        return []
     count = max(3, int(np.ceil(hours * 3600 / np.mean(mix_seconds))))
     sizes = {split: max(1, round(count * share)) for split, share in SHARES.items()}
     sizes["train"] = max(1, count - sum(sizes.values()))
-    return [(f"real-{split}-{i:04d}", split) for split in ("test", "val", "train") for i in range(sizes[split])]
+    return [(f"{kind}-{split}-{i:04d}", split) for split in ("test", "val", "train") for i in range(sizes[split])]
+
+
+def rendered_songs(rendered: Path, lines: list[dict]) -> dict[str, dict]:
+    """Song id -> manifest entry of the rendered corpus at ``rendered``, once every song with a melody line is
+    rendered there; empty before, so which songs the mixes draw from never depends on how far a render has got."""
+    entries = {i: e for i, e in corpus.load_manifest(rendered).items() if e.get("seconds_limit") is None
+               and all(p.exists() for p in corpus.song_files(rendered, e["split"], i))}
+    return entries if {line["song"] for line in lines} <= set(entries) else {}
 
 
 def _clips(rows: list[dict], role: str, split: str) -> dict[str, list[realmix.Clip]]:
@@ -141,16 +153,23 @@ def _write_manifest(out: Path, entries: dict[str, dict], seed: int) -> None:
 
 
 def build(out: Path, hours: float = DEFAULT_HOURS, seed: int = 0, packages: list[str] | None = None,
-          mix_seconds: tuple[float, float] = realmix.MIX_SECONDS,
-          chorales: int = corpus.DEFAULT_CHORALES) -> dict[str, dict]:
-    """Make every planned mix not yet under ``out/corpus``; returns the manifest entries. ``packages`` limits the
-    catalog (default: every package in ``recordings.PACKAGES``), ``chorales`` the chorales whose voices are sung."""
+          mix_seconds: tuple[float, float] = realmix.MIX_SECONDS, chorales: int = corpus.DEFAULT_CHORALES,
+          rendered: Path | None = None, song_hours: float = DEFAULT_SONG_HOURS) -> dict[str, dict]:
+    """Make every planned mix not yet under ``out/corpus``; returns the manifest entries.
+
+    ``hours`` of mixes go over real soundtracks; ``song_hours`` more over the rendered corpus at ``rendered``, once it
+    is complete. ``packages`` limits the catalog (default: every package in ``recordings.PACKAGES``), ``chorales`` the
+    chorales whose voices are sung."""
     rows = catalog(out, seed, packages)
     lines = melody_lines(out, seed, chorales)
+    songs_rendered = rendered_songs(rendered, lines) if rendered is not None and song_hours > 0 else {}
+    if rendered is not None and song_hours > 0 and not songs_rendered:
+        corpus.console.print(f"[yellow]{rendered} is not fully rendered: mixes over its songs wait for a later run")
     folder = out / "corpus"
     folder.mkdir(parents=True, exist_ok=True)
     entries = corpus.load_manifest(folder)
-    todo = [(i, s) for i, s in mix_ids(hours, mix_seconds)
+    planned = mix_ids(hours, mix_seconds) + (mix_ids(song_hours, mix_seconds, "song") if songs_rendered else [])
+    todo = [(i, s) for i, s in planned
             if not (i in entries and all((folder / s / i / f"{n}.{EXT}").exists() for n in STEMS))]
     failed = []
     with corpus.progress_bar() as progress:
@@ -162,11 +181,15 @@ def build(out: Path, hours: float = DEFAULT_HOURS, seed: int = 0, packages: list
             names = sorted(speakers)
             weights = np.array([sum(c.seconds for c in speakers[g]) for g in names])
             speaker = names[int(rng.choice(len(names), p=weights / weights.sum()))]
-            tracks = [c for group in _clips(rows, recordings.MUSIC, split).values() for c in group]
-            split_lines = [line for line in lines if line["split"] == split]
             began = time.perf_counter()
             try:
-                stems, info = realmix.render(speakers[speaker], tracks, split_lines, rng, mix_seconds)
+                if mix_id.startswith("song-"):
+                    stems, info = _over_song(speakers[speaker], rendered, songs_rendered, lines, split, rng,
+                                             mix_seconds)
+                else:
+                    tracks = [c for group in _clips(rows, recordings.MUSIC, split).values() for c in group]
+                    split_lines = [line for line in lines if line["split"] == split]
+                    stems, info = realmix.render(speakers[speaker], tracks, split_lines, rng, mix_seconds)
             except RuntimeError as error:  # one unlucky draw must not stop a long run
                 failed.append(mix_id)
                 progress.console.log(f"[red]{mix_id} failed:[/red] {error}")
@@ -174,7 +197,8 @@ def build(out: Path, hours: float = DEFAULT_HOURS, seed: int = 0, packages: list
                 continue
             corpus.write_folder(folder / split / mix_id, stems, EXT, SUBTYPE)
             for part in ("vocals", "accompaniment"):
-                info[part]["licence"] = recordings.PACKAGES[info[part]["package"]].licence
+                package = recordings.PACKAGES.get(info[part]["package"])
+                info[part]["licence"] = package.licence if package else "rendered: see the corpus manifest"
             info.update(id=mix_id, split=split, render_s=round(time.perf_counter() - began, 2))
             entries[mix_id] = info
             _write_manifest(folder, entries, seed)
@@ -186,6 +210,16 @@ def build(out: Path, hours: float = DEFAULT_HOURS, seed: int = 0, packages: list
         corpus.console.print(f"[yellow]{len(failed)} mix(es) failed and will be retried next run:[/yellow] "
                              + ", ".join(failed))
     return entries
+
+
+def _over_song(speaker: list[realmix.Clip], rendered: Path, songs_rendered: dict[str, dict], lines: list[dict],
+               split: str, rng: np.random.Generator, mix_seconds: tuple[float, float]):
+    """A mix of ``speaker`` singing a rendered song of ``split`` (drawn by duration) in time over its band."""
+    sung = {line["song"]: line for line in lines if line["sung"] and line["split"] == split}
+    names = sorted(i for i in songs_rendered if i in sung and songs_rendered[i]["split"] == split)
+    weights = np.array([songs_rendered[i]["duration_s"] for i in names])
+    song = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+    return realmix.render_over_song(speaker, rendered / split / song, sung[song], rng, mix_seconds)
 
 
 def _read_mixture(folder: Path, entry: dict) -> np.ndarray:
@@ -249,13 +283,16 @@ def main(
         "data/real"),
     hours: Annotated[float, typer.Option(help="Hours of mixes in all splits.")] = DEFAULT_HOURS,
     seed: Annotated[int, typer.Option(help="Seed: splits, mixes, singers.")] = 0,
+    rendered: Annotated[Path, typer.Option(help="The rendered corpus whose bands real voices sing over.")] = Path(
+        "data/corpus"),
+    song_hours: Annotated[float, typer.Option(help="Hours of real voices over rendered songs.")] = DEFAULT_SONG_HOURS,
     spleeter: Annotated[bool, typer.Option(help="Also make the Spleeter 2stems pairs.")] = True,
     venv: Annotated[Path, typer.Option(help="Spleeter venv (scripts/setup_spleeter_venv.sh).")] = separators.DEFAULT_VENV,
 ) -> None:
     """Make the real-recordings corpus and its Spleeter pairs (skips what is already made); prints time and size."""
     began = time.perf_counter()
     try:
-        build(out, hours, seed)
+        build(out, hours, seed, rendered=rendered, song_hours=song_hours)
         if spleeter:
             separate(out, venv)
     except (FileNotFoundError, RuntimeError, ValueError) as error:

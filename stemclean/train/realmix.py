@@ -1,5 +1,6 @@
 """One real-recording mix: a real speaker's phrases, sung on a melody line or kept spoken, over an excerpt of a real
-instrumental soundtrack, at a vocal-to-accompaniment ratio spread like commercial songs'.
+instrumental soundtrack, or over a rendered corpus song's band while singing that song's melody in time, at a
+vocal-to-accompaniment ratio spread like commercial songs'.
 
 The vocals get a singer's mixing chain (EQ, compression, reverb, pan); the accompaniment is a finished production and
 is only cut and faded. Both are scaled together to a song loudness, so the mixture is exactly their sum.
@@ -8,8 +9,10 @@ is only cut and faded. Both are scaled together to a song loudness, so the mixtu
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import soxr
 
 from stemclean.spectral import SAMPLE_RATE
@@ -87,9 +90,13 @@ def speaking_pitch(clips: list[Clip]) -> float:
     return float(np.median(f0[f0 > 0])) if (f0 > 0).any() else 0.0
 
 
-def vocal_line(clips: list[Clip], lines: list[dict], length: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+def vocal_line(clips: list[Clip], lines: list[dict], length: int, rng: np.random.Generator,
+               in_time: bool = False) -> tuple[np.ndarray, dict]:
     """A mono vocal track of ``length`` samples: consecutive clips of one speaker from a random start, placed with
-    breaths and breaks between them, sung on one melody line (``SUNG_SHARE`` of the mixes) or spoken."""
+    breaths and breaks between them, sung on one of the melody ``lines`` (``SUNG_SHARE`` of the mixes) or spoken.
+
+    ``in_time``: the line is the accompaniment's own melody on the mix's clock, so each phrase starts on a note
+    onset and sings the notes sounding at its time, in the song's key."""
     start = int(rng.integers(len(clips)))
     order = [clips[(start + i) % len(clips)] for i in range(len(clips))]
     sung = rng.random() < SUNG_SHARE
@@ -98,13 +105,18 @@ def vocal_line(clips: list[Clip], lines: list[dict], length: int, rng: np.random
     if sung:
         singer = singing.draw_singer(rng, speaking_pitch(order[:3]))
         line_index = int(rng.integers(len(lines)))
-        melody = singing.melody_for([tuple(n) for n in lines[line_index]["notes"]], singer)
-        offset = float(rng.uniform(0, melody.seconds / 2))
+        melody = singing.melody_for([tuple(n) for n in lines[line_index]["notes"]], singer, keep_time=in_time)
+        offset = 0.0 if in_time else float(rng.uniform(0, melody.seconds / 2))
         info.update(singer=asdict(singer), melody=lines[line_index]["song"], melody_start_s=round(offset, 2))
     voice = np.zeros(length, dtype=np.float32)
     cursor = int(rng.uniform(*_INTRO_S) * SAMPLE_RATE)
     used, errors = [], []
     for clip in order:
+        if in_time and melody is not None:
+            onsets = melody.starts[melody.starts * SAMPLE_RATE >= cursor]
+            if not len(onsets):
+                break
+            cursor, offset = int(onsets[0] * SAMPLE_RATE), float(onsets[0])
         if cursor >= length - SAMPLE_RATE // 2:
             break
         if clip.seconds * (singing.STRETCH[1] if sung else 1.0) * SAMPLE_RATE > length - cursor:
@@ -129,11 +141,38 @@ def vocal_line(clips: list[Clip], lines: list[dict], length: int, rng: np.random
 
 def render(speaker: list[Clip], tracks: list[Clip], lines: list[dict], rng: np.random.Generator,
            mix_seconds: tuple[float, float] = MIX_SECONDS) -> tuple[dict[str, np.ndarray], dict]:
-    """Stereo float32 ``vocals`` and ``accompaniment`` of one mix of one speaker's clips over one of the tracks, and
-    what the manifest records about it."""
+    """Stereo float32 ``vocals`` and ``accompaniment`` of one mix of one speaker's clips over one of the soundtrack
+    tracks, sung on one of the ``lines``, and what the manifest records about it."""
     length = int(rng.uniform(*mix_seconds) * SAMPLE_RATE)
     accompaniment, music = excerpt(tracks, length, rng)
     voice, vocal_info = vocal_line(speaker, lines, length, rng)
+    return _mix(speaker, voice, vocal_info, accompaniment, music, rng)
+
+
+def render_over_song(speaker: list[Clip], song: Path, line: dict, rng: np.random.Generator,
+                     mix_seconds: tuple[float, float] = MIX_SECONDS) -> tuple[dict[str, np.ndarray], dict]:
+    """As ``render``, over an excerpt of a rendered corpus song (its drums, bass and other, in ``song``), the voice
+    singing the song's own melody ``line`` in time: real vocals over a rendered band."""
+    frames = sf.info(song / "drums.wav").frames
+    length = min(int(rng.uniform(*mix_seconds) * SAMPLE_RATE), frames)
+    # start shortly before a random sung note, so the excerpt has a melody to sing
+    onset = line["notes"][int(rng.integers(len(line["notes"])))][0] - rng.uniform(*_INTRO_S)
+    start = int(np.clip(onset * SAMPLE_RATE, 0, frames - length))
+    accompaniment = sum(sf.read(song / f"{stem}.wav", start=start, stop=start + length, dtype="float32",
+                                always_2d=True)[0].T for stem in ("drums", "bass", "other"))
+    seconds = start / SAMPLE_RATE
+    notes = [[a - seconds, b - seconds, p] for a, b, p in line["notes"] if a >= seconds]
+    if len(notes) < 2:
+        raise RuntimeError(f"no sung notes in the excerpt of {song.name} at {seconds:.0f} s")
+    voice, vocal_info = vocal_line(speaker, [{**line, "notes": notes}], length, rng, in_time=True)
+    music = {"package": "rendered corpus", "group": song.name, "file": str(song), "offset_s": round(seconds, 3)}
+    return _mix(speaker, voice, vocal_info, _fade(accompaniment.astype(np.float32)), music, rng)
+
+
+def _mix(speaker: list[Clip], voice: np.ndarray, vocal_info: dict, accompaniment: np.ndarray, music: dict,
+         rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict]:
+    """The vocal chain and pan on ``voice``, the drawn vocal-to-accompaniment ratio and loudness; the two stems and
+    the manifest entry."""
     vocal_info = {"package": speaker[0].recording.package, "group": speaker[0].recording.group, **vocal_info}
     position = float(rng.uniform(-0.3, 0.3))
     vocals = mixing.stem_chain(rng, "vocals")(mixing.pan(voice, position), SAMPLE_RATE, reset=True).astype(np.float32)
@@ -143,7 +182,8 @@ def render(speaker: list[Clip], tracks: list[Clip], lines: list[dict], rng: np.r
     # the stems are stored as 16-bit FLAC, which clips above full scale: keep each stem below the ceiling too
     scale *= min(1.0, mixing.PEAK_CEILING / (scale * max(np.abs(vocals).max(), np.abs(accompaniment).max())))
     stems = {"vocals": vocals * np.float32(scale), "accompaniment": accompaniment * np.float32(scale)}
-    info = {"duration_s": round(length / SAMPLE_RATE, 3), "var_db": round(var_db, 2), "pan": round(position, 3),
+    info = {"duration_s": round(voice.shape[0] / SAMPLE_RATE, 3), "var_db": round(var_db, 2),
+            "pan": round(position, 3),
             "mixture_rms_db": round(20 * np.log10(mixing.rms(stems["vocals"] + stems["accompaniment"])), 2),
             "vocals": vocal_info, "accompaniment": music}
     return stems, info

@@ -79,12 +79,14 @@ def draw_singer(rng: np.random.Generator, speaking_hz: float) -> Singer:
     )
 
 
-def melody_for(notes: list[tuple[float, float, int]], singer: Singer) -> Melody:
-    """A line of (start, end, pitch) notes, moved by octaves into the singer's range, starting at time 0."""
+def melody_for(notes: list[tuple[float, float, int]], singer: Singer, keep_time: bool = False) -> Melody:
+    """A line of (start, end, pitch) notes, moved by octaves into the singer's range; it starts at time 0 unless
+    ``keep_time`` (a line sung in time with its own song keeps the song's clock)."""
     line = np.asarray(sorted(notes), dtype=np.float64)
     bottom, top = RANGES[singer.range]
     pitches = fit_to_voice(line[:, 2].astype(int), bottom, top)
-    return Melody(line[:, 0] - line[0, 0], line[:, 1] - line[0, 0], pitches.astype(np.float64))
+    shift = 0.0 if keep_time else line[0, 0]
+    return Melody(line[:, 0] - shift, line[:, 1] - shift, pitches.astype(np.float64))
 
 
 def contour(melody: Melody, singer: Singer, times: np.ndarray, phase: float = 0.0) -> np.ndarray:
