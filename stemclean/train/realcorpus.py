@@ -61,12 +61,13 @@ def split_groups(seconds: dict[str, float], seed: int) -> dict[str, str]:
 
 
 def catalog(out: Path, seed: int, packages: list[str] | None = None) -> list[dict]:
-    """Every installed recording with its length, group and split; cached in ``OUT/recordings.json`` because reading
-    twenty thousand file headers takes a while."""
+    """Every installed recording of ``packages`` (default all) with its length, group and split; cached in
+    ``OUT/recordings.json`` because reading twenty thousand file headers takes a while."""
     path = out / "recordings.json"
-    if path.exists():
-        return json.loads(path.read_text())["recordings"]
     chosen = [p for name, p in recordings.PACKAGES.items() if packages is None or name in packages]
+    names = [p.name for p in chosen]
+    if path.exists() and json.loads(path.read_text()).get("packages") == names:
+        return json.loads(path.read_text())["recordings"]
     rows = []
     for role in (recordings.SPEECH, recordings.MUSIC):
         found = [r for p in chosen if p.role == role for r in p.find()]
@@ -80,7 +81,7 @@ def catalog(out: Path, seed: int, packages: list[str] | None = None) -> list[dic
         rows += [{"role": role, "package": r.package, "path": r.path, "member": r.member, "group": r.group,
                   "seconds": round(length, 3), "split": split_of[r.group]} for r, length in zip(found, lengths)]
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps({"seed": seed, "recordings": rows}, indent=0))
+    write_text_atomic(path, json.dumps({"seed": seed, "packages": names, "recordings": rows}, indent=0))
     return rows
 
 
