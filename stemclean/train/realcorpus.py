@@ -35,6 +35,7 @@ from stemclean.train import corpus, midi, recordings, realmix, separators, songs
 STEMS = ("vocals", "accompaniment")
 EXT, SUBTYPE = "flac", "PCM_16"
 SHARES = {"test": 0.1, "val": 0.1}  # of each role's total duration; the rest is train
+HELD_OUT = tuple(SHARES)
 _MIN_LINE_NOTES = 8
 DEFAULT_HOURS = 8.0
 DEFAULT_SONG_HOURS = 2.0
@@ -155,12 +156,13 @@ def _write_manifest(out: Path, entries: dict[str, dict], seed: int) -> None:
 
 def build(out: Path, hours: float = DEFAULT_HOURS, seed: int = 0, packages: list[str] | None = None,
           mix_seconds: tuple[float, float] = realmix.MIX_SECONDS, chorales: int = corpus.DEFAULT_CHORALES,
-          rendered: Path | None = None, song_hours: float = DEFAULT_SONG_HOURS) -> dict[str, dict]:
+          rendered: Path | None = None, song_hours: float = DEFAULT_SONG_HOURS,
+          splits: tuple[str, ...] | None = None) -> dict[str, dict]:
     """Make every planned mix not yet under ``out/corpus``; returns the manifest entries.
 
     ``hours`` of mixes go over real soundtracks; ``song_hours`` more over the rendered corpus at ``rendered``, once it
     is complete. ``packages`` limits the catalog (default: every package in ``recordings.PACKAGES``), ``chorales`` the
-    chorales whose voices are sung."""
+    chorales whose voices are sung, ``splits`` the splits made (default all)."""
     rows = catalog(out, seed, packages)
     lines = melody_lines(out, seed, chorales)
     songs_rendered = rendered_songs(rendered, lines) if rendered is not None and song_hours > 0 else {}
@@ -170,8 +172,8 @@ def build(out: Path, hours: float = DEFAULT_HOURS, seed: int = 0, packages: list
     folder.mkdir(parents=True, exist_ok=True)
     entries = corpus.load_manifest(folder)
     planned = mix_ids(hours, mix_seconds) + (mix_ids(song_hours, mix_seconds, "song") if songs_rendered else [])
-    todo = [(i, s) for i, s in planned
-            if not (i in entries and all((folder / s / i / f"{n}.{EXT}").exists() for n in STEMS))]
+    todo = [(i, s) for i, s in planned if (splits is None or s in splits)
+            and not (i in entries and all((folder / s / i / f"{n}.{EXT}").exists() for n in STEMS))]
     failed = []
     with corpus.progress_bar() as progress:
         task = progress.add_task("mixing", total=len(todo))
@@ -227,10 +229,11 @@ def _read_mixture(folder: Path, entry: dict) -> np.ndarray:
     return mixture({stem: folder / entry["split"] / entry["id"] / f"{stem}.{EXT}" for stem in STEMS})
 
 
-def separate(out: Path, venv: Path = separators.DEFAULT_VENV) -> int:
-    """Spleeter 2stems pairs for every mix under ``out/corpus`` lacking them; returns how many were separated."""
-    return separators.build_pairs(out / "corpus", out / "spleeter", venv, read_mixture=_read_mixture, ext=EXT,
-                                  subtype=SUBTYPE)
+def separate(out: Path, venv: Path = separators.DEFAULT_VENV, splits: tuple[str, ...] | None = None) -> int:
+    """Spleeter 2stems pairs for every mix (of ``splits``, default all) under ``out/corpus`` lacking them; returns how
+    many were separated."""
+    return separators.build_pairs(out / "corpus", out / "spleeter", venv, splits, read_mixture=_read_mixture,
+                                  ext=EXT, subtype=SUBTYPE)
 
 
 def load_pairs(root: Path | str, split: str) -> list[dict]:
@@ -282,7 +285,7 @@ def summary(out: Path) -> str:
 def main(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (corpus/ and spleeter/ go in it).")] = Path(
         "data/real"),
-    hours: Annotated[float, typer.Option(help="Hours of mixes in all splits.")] = DEFAULT_HOURS,
+    hours: Annotated[float, typer.Option(help="Hours of mixes over real soundtracks, all splits.")] = DEFAULT_HOURS,
     seed: Annotated[int, typer.Option(help="Seed: splits, mixes, singers.")] = 0,
     rendered: Annotated[Path, typer.Option(help="The rendered corpus whose bands real voices sing over.")] = Path(
         "data/corpus"),
@@ -293,9 +296,10 @@ def main(
     """Make the real-recordings corpus and its Spleeter pairs (skips what is already made); prints time and size."""
     began = time.perf_counter()
     try:
-        build(out, hours, seed, rendered=rendered, song_hours=song_hours)
-        if spleeter:
-            separate(out, venv)
+        for splits in (HELD_OUT, None):  # the held-out pairs first, so benchmarks can start before training data ends
+            build(out, hours, seed, rendered=rendered, song_hours=song_hours, splits=splits)
+            if spleeter:
+                separate(out, venv, splits)
     except (FileNotFoundError, RuntimeError, ValueError) as error:
         corpus.console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from None
