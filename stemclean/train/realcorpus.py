@@ -65,13 +65,12 @@ def catalog(out: Path, seed: int, packages: list[str] | None = None) -> list[dic
     """Every installed recording of ``packages`` (default all) with its length, group and split; cached in
     ``OUT/recordings.json`` because reading twenty thousand file headers takes a while."""
     path = out / "recordings.json"
-    chosen = [p for name, p in recordings.PACKAGES.items() if packages is None or name in packages]
-    names = [p.name for p in chosen]
+    names = [name for name in recordings.PACKAGES if packages is None or name in packages]
     if path.exists() and json.loads(path.read_text()).get("packages") == names:
         return json.loads(path.read_text())["recordings"]
     rows = []
     for role in (recordings.SPEECH, recordings.MUSIC):
-        found = [r for p in chosen if p.role == role for r in p.find()]
+        found = recordings.recordings(role, names)
         if not found:
             raise FileNotFoundError(f"no {role} recordings installed: apt-get install the packages in docs/TRAINING.md")
         lengths = [recordings.duration(r) for r in found]

@@ -144,14 +144,11 @@ PACKAGES = {p.name: p for p in (
 )}
 
 
-def recordings(role: str) -> list[Recording]:
-    """Every installed recording of ``role`` (SPEECH or MUSIC); packages that are not installed contribute none."""
-    return [r for p in PACKAGES.values() if p.role == role for r in p.find()]
-
-
-def missing_packages() -> list[str]:
-    """Packages of the catalog with no files installed (``apt-get install`` them)."""
-    return [name for name, p in PACKAGES.items() if not p.find()]
+def recordings(role: str, packages: list[str] | None = None) -> list[Recording]:
+    """Every installed recording of ``role`` (SPEECH or MUSIC) in ``packages`` (default all); packages that are not
+    installed contribute none."""
+    return [r for name, p in PACKAGES.items() if p.role == role and (packages is None or name in packages)
+            for r in p.find()]
 
 
 def decode(rec: Recording, start_s: float = 0.0, seconds: float | None = None) -> tuple[np.ndarray, int]:
