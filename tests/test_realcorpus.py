@@ -183,6 +183,7 @@ def test_load_pairs_lists_spleeter_estimates_once_both_exist(tiny, tmp_path):
     out, entries = tiny
     pair = realcorpus.load_pairs(out, "test")[0]
     assert pair["spleeter_vocals"] is None and pair["speaker"] and pair["soundtrack"]
+    assert pair["accompaniment_kind"] == "soundtrack" and pair["mode"] in ("sung", "spoken")
     folder = out / "spleeter" / "test" / pair["id"]
     folder.mkdir(parents=True, exist_ok=True)
     silence = np.zeros((10, 2), dtype=np.float32)

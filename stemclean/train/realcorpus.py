@@ -238,8 +238,9 @@ def separate(out: Path, venv: Path = separators.DEFAULT_VENV, splits: tuple[str,
 def load_pairs(root: Path | str, split: str) -> list[dict]:
     """The real-recording mixes of ``split`` under ``root`` (the ``--out`` folder, e.g. ``data/real``).
 
-    Each is a dict with ``id``, ``split``, ``duration_s``, ``mode`` ('sung' or 'spoken'), ``speaker`` and
-    ``soundtrack`` (their groups), the paths ``vocals`` and ``accompaniment`` (true stems), and
+    Each is a dict with ``id``, ``split``, ``duration_s``, ``mode`` ('sung' or 'spoken'), ``accompaniment_kind``
+    ('soundtrack' or 'rendered song'), ``speaker`` and ``soundtrack`` (their groups: a speaker, and a soundtrack
+    package or a rendered song id), the paths ``vocals`` and ``accompaniment`` (true stems), and
     ``spleeter_vocals`` and ``spleeter_accompaniment`` (Spleeter's estimates, or None while not made yet). Read the
     mixture with ``mixture(pair, start, stop)``. Only finished mixes are listed; the manifest is re-read on each call.
     """
@@ -255,6 +256,7 @@ def load_pairs(root: Path | str, split: str) -> list[dict]:
         done = all(p.exists() for p in estimates)
         pairs.append({
             "id": entry["id"], "split": split, "duration_s": entry["duration_s"], "mode": entry["vocals"]["mode"],
+            "accompaniment_kind": "rendered song" if entry["id"].startswith("song-") else "soundtrack",
             "speaker": entry["vocals"]["group"], "soundtrack": entry["accompaniment"]["group"], **paths,
             **{f"spleeter_{stem}": (path if done else None) for stem, path in zip(separators.SPLEETER_STEMS, estimates)},
         })
