@@ -63,9 +63,15 @@ def run(corpus: Path, spleeter: Path, real: Path, split: str, seconds: float, mo
         rows.setdefault(kind, []).append(row)
     table = {kind: {"pairs": len(r), **{k: float(np.mean([x[k] for x in r])) for k in r[0]}} for kind, r in rows.items()}
     real_gains = [x["gain"] for kind, r in rows.items() if kind != RENDERED for x in r if "gain" in x]
-    if real_gains and RENDERED in table and "gain" in table[RENDERED]:
-        table["realism_ratio"] = float(np.mean(real_gains) / table[RENDERED]["gain"])
+    if real_gains and "gain" in table.get(RENDERED, {}):
+        table["realism_ratio"] = realism_ratio(float(np.mean(real_gains)), table[RENDERED]["gain"])
     return table
+
+
+def realism_ratio(real_gain: float, rendered_gain: float) -> float | None:
+    """The gain on real voices over the gain on rendered ones; None when the model gains nothing on the rendered
+    pairs, where the ratio would say nothing (a loss divided by a loss is positive)."""
+    return real_gain / rendered_gain if rendered_gain > 0 else None
 
 
 def main(
@@ -81,7 +87,7 @@ def main(
     table = run(corpus, spleeter, real, split, seconds, model)
     out.write_text(json.dumps(table, indent=1))
     for kind, scores in table.items():
-        print(kind, scores if isinstance(scores, dict) else f"{scores:.2f}")
+        print(kind, scores)
 
 
 if __name__ == "__main__":

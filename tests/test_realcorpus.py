@@ -179,6 +179,13 @@ def test_voices_benchmark_measures_how_much_of_the_voice_is_kept(tiny, tmp_path)
         assert row["kept"] == pytest.approx(0.5, abs=0.01) and row["si_sdr"] > 60  # a scaled copy is exact
 
 
+def test_realism_ratio_is_only_given_where_the_rendered_gain_is_positive():
+    from benchmarks import voices
+
+    assert voices.realism_ratio(1.5, 2.0) == pytest.approx(0.75)
+    assert voices.realism_ratio(-0.2, -0.1) is None and voices.realism_ratio(0.5, 0.0) is None
+
+
 def test_load_pairs_lists_spleeter_estimates_once_both_exist(tiny, tmp_path):
     out, entries = tiny
     pair = realcorpus.load_pairs(out, "test")[0]
