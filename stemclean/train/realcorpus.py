@@ -293,8 +293,12 @@ def main(
     song_hours: Annotated[float, typer.Option(help="Hours of real voices over rendered songs.")] = DEFAULT_SONG_HOURS,
     spleeter: Annotated[bool, typer.Option(help="Also make the Spleeter 2stems pairs.")] = True,
     venv: Annotated[Path, typer.Option(help="Spleeter venv (scripts/setup_spleeter_venv.sh).")] = separators.DEFAULT_VENV,
+    report: Annotated[bool, typer.Option("--report", help="Only print what is made and what it cost.")] = False,
 ) -> None:
     """Make the real-recordings corpus and its Spleeter pairs (skips what is already made); prints time and size."""
+    if report:
+        corpus.console.print(f"real corpus at {out}: {summary(out)}")
+        return
     began = time.perf_counter()
     try:
         for splits in (HELD_OUT, None):  # the held-out pairs first, so benchmarks can start before training data ends
