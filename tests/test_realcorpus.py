@@ -179,6 +179,29 @@ def test_voices_benchmark_measures_how_much_of_the_voice_is_kept(tiny, tmp_path)
         assert row["kept"] == pytest.approx(0.5, abs=0.01) and row["si_sdr"] > 60  # a scaled copy is exact
 
 
+def test_every_mix_gets_its_separator_pair_read_from_the_summed_stems(tiny, tmp_path, monkeypatch):
+    import shutil
+    import sys
+
+    from stemclean.train import separators
+
+    out, entries = tiny
+    shutil.copytree(out / "corpus", tmp_path / "corpus")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    worker = tmp_path / "halves.py"  # a stand-in separator: half of the mixture into each stem
+    worker.write_text("import sys, numpy as np\nm = np.load(sys.argv[1])\n"
+                      "[np.save(f'{sys.argv[2]}/{n}.npy', 0.5 * m) for n in ('vocals', 'accompaniment')]\n")
+    monkeypatch.setattr(separators, "WORKER", worker)
+    assert realcorpus.separate(tmp_path, venv) == len(entries)
+    assert realcorpus.separate(tmp_path, venv) == 0
+    for split in ("train", "val", "test"):
+        for pair in realcorpus.load_pairs(tmp_path, split):
+            estimate = sf.read(pair["spleeter_vocals"], dtype="float32")[0]
+            assert np.abs(estimate - 0.5 * realcorpus.mixture(pair)).max() <= 1.0 / 32768
+
+
 def test_realism_ratio_is_only_given_where_the_rendered_gain_is_positive():
     from benchmarks import voices
 
