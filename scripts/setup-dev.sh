@@ -11,9 +11,11 @@ if ! python -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)' 2>/dev/null
 fi
 
 # Renderers, soundfonts, drum kits and voices for the corpus and its tests; sox for its tests; GNU time for
-# benchmarks.speed and benchmarks.jobs.
+# benchmarks.speed and benchmarks.jobs; the real speech and soundtracks that the real-recordings tests decode and mix
+# (docs/TRAINING.md lists the packages of the whole real-recordings corpus).
 PACKAGES=(fluidsynth fluid-soundfont-gm timgm6mb-soundfont openttd-openmsx hydrogen-drumkits festival
-    festvox-kallpc16k espeak-ng sox time)
+    festvox-kallpc16k espeak-ng sox time
+    klettres-data ktuberling-data fillets-ng-data-nl drascula drascula-music singularity-music nexuiz-music)
 SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq

@@ -120,14 +120,14 @@ def mixture_of(stems: dict[str, np.ndarray]) -> np.ndarray:
     return total
 
 
-def write_folder(folder: Path, tracks: dict[str, np.ndarray]) -> None:
-    """Write float32 (2, samples) tracks as ``folder/<name>.wav`` atomically: a hidden sibling folder is filled, then
+def write_folder(folder: Path, tracks: dict[str, np.ndarray], ext: str = "wav", subtype: str = "FLOAT") -> None:
+    """Write float32 (2, samples) tracks as ``folder/<name>.<ext>`` atomically: a hidden sibling folder is filled, then
     renamed into place, so an interrupted run never leaves a half-written song that looks finished."""
     partial = folder.parent / f".{folder.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     for name, audio in tracks.items():
-        sf.write(partial / f"{name}.wav", audio.T, SAMPLE_RATE, subtype="FLOAT")
+        sf.write(partial / f"{name}.{ext}", audio.T, SAMPLE_RATE, subtype=subtype)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(partial, folder)
 

@@ -15,11 +15,11 @@ from stemclean.train.midi import CORPUS_STEMS
 _STEM_LEVELS = {"vocals": (0.0, 3.0), "drums": (-2.0, 3.0), "bass": (-3.0, 3.0), "other": (-2.0, 3.0)}
 # Song loudness (RMS of the mixture, dBFS) is uniform in this range, so the model sees quiet and loud mixes.
 SONG_RMS_DB = (-28.0, -14.0)
-_PEAK_CEILING = 0.98
+PEAK_CEILING = 0.98
 _SILENT_RMS = 1e-6
 
 
-def _stem_chain(rng: np.random.Generator, stem: str) -> pb.Pedalboard:
+def stem_chain(rng: np.random.Generator, stem: str) -> pb.Pedalboard:
     """EQ, compression and reverb with random settings; bass and drums get less reverb than vocals and other."""
     wet = {"vocals": 0.35, "other": 0.3, "drums": 0.15, "bass": 0.05}[stem]
     return pb.Pedalboard([
@@ -43,7 +43,7 @@ def pan(audio: np.ndarray, position: float) -> np.ndarray:
     return (stereo * gains).astype(np.float32)
 
 
-def _rms(audio: np.ndarray) -> float:
+def rms(audio: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
 
 
@@ -56,19 +56,24 @@ def mix(stems: dict[str, np.ndarray], rng: np.random.Generator) -> tuple[dict[st
     for stem in CORPUS_STEMS:
         audio = stems[stem]
         position = float(rng.uniform(-0.3, 0.3) if stem in ("vocals", "bass") else rng.uniform(-0.7, 0.7))
-        chain = _stem_chain(rng, stem)
+        chain = stem_chain(rng, stem)
         level_db = float(rng.normal(*_STEM_LEVELS[stem]))
-        if _rms(audio) < _SILENT_RMS:
+        if rms(audio) < _SILENT_RMS:
             out[stem] = np.zeros((2, audio.shape[-1]), dtype=np.float32)
             continue
         processed = chain(pan(audio, position), SAMPLE_RATE, reset=True).astype(np.float32)
-        out[stem] = processed * np.float32(10 ** (level_db / 20) / max(_rms(processed), _SILENT_RMS))
+        out[stem] = processed * np.float32(10 ** (level_db / 20) / max(rms(processed), _SILENT_RMS))
         settings["stems"][stem] = {"pan": round(position, 3), "level_db": round(level_db, 2)}
-    mixture = sum(out.values())
-    target_db = float(rng.uniform(*SONG_RMS_DB))
-    scale = 10 ** (target_db / 20) / max(_rms(mixture), _SILENT_RMS)
-    peak = float(np.max(np.abs(mixture))) * scale
-    if peak > _PEAK_CEILING:
-        scale *= _PEAK_CEILING / peak
-    settings["mixture_rms_db"] = round(20 * np.log10(max(_rms(mixture) * scale, 1e-12)), 2)
+    scale, settings["mixture_rms_db"] = loudness_scale(sum(out.values()), rng)
     return {stem: (audio * np.float32(scale)).astype(np.float32) for stem, audio in out.items()}, settings
+
+
+def loudness_scale(mixture: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    """The gain that gives ``mixture`` a loudness drawn from SONG_RMS_DB, lowered where needed to keep its peaks below
+    the ceiling; returns it and the mixture's resulting RMS in dBFS."""
+    target_db = float(rng.uniform(*SONG_RMS_DB))
+    scale = 10 ** (target_db / 20) / max(rms(mixture), _SILENT_RMS)
+    peak = float(np.max(np.abs(mixture))) * scale
+    if peak > PEAK_CEILING:
+        scale *= PEAK_CEILING / peak
+    return scale, round(20 * np.log10(max(rms(mixture) * scale, 1e-12)), 2)

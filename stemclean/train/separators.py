@@ -15,6 +15,7 @@ import json
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -62,23 +63,34 @@ def spleeter(mixture: np.ndarray, venv: Path = DEFAULT_VENV) -> dict[str, np.nda
     return out
 
 
-def pair_files(out: Path, split: str, song_id: str) -> list[Path]:
+def pair_files(out: Path, split: str, song_id: str, ext: str = "wav") -> list[Path]:
     """The Spleeter estimate files of one song."""
-    return [out / split / song_id / f"{name}.wav" for name in SPLEETER_STEMS]
+    return [out / split / song_id / f"{name}.{ext}" for name in SPLEETER_STEMS]
 
 
-def _pending(corpus: Path, out: Path, splits: tuple[str, ...] | None) -> list[dict]:
+def read_corpus_mixture(corpus: Path, entry: dict) -> np.ndarray:
+    """A rendered song's ``mixture.wav`` as float32 (samples, channels)."""
+    mixture, rate = sf.read(corpus / entry["split"] / entry["id"] / "mixture.wav", dtype="float32", always_2d=True)
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"{entry['id']}: mixture is {rate} Hz, Spleeter pairs need {SAMPLE_RATE} Hz")
+    return mixture
+
+
+def _pending(corpus: Path, out: Path, splits: tuple[str, ...] | None, ext: str) -> list[dict]:
     """Rendered songs without estimates yet: test first (the benchmark's), then val, then train."""
     entries = [e for e in load_manifest(corpus).values() if splits is None or e["split"] in splits]
-    todo = [e for e in entries if not all(p.exists() for p in pair_files(out, e["split"], e["id"]))]
+    todo = [e for e in entries if not all(p.exists() for p in pair_files(out, e["split"], e["id"], ext))]
     return sorted(todo, key=lambda e: (SPLIT_ORDER.index(e["split"]), e["id"]))
 
 
-def build_pairs(corpus: Path, out: Path, venv: Path = DEFAULT_VENV, splits: tuple[str, ...] | None = None) -> int:
+def build_pairs(corpus: Path, out: Path, venv: Path = DEFAULT_VENV, splits: tuple[str, ...] | None = None,
+                read_mixture: Callable[[Path, dict], np.ndarray] = read_corpus_mixture, ext: str = "wav",
+                subtype: str = "FLOAT") -> int:
     """Separate every corpus song (of ``splits``, default all) lacking estimates; returns how many were separated.
 
     The manifest is read again after every song, so songs that a corpus render still running adds are picked up,
-    test songs first.
+    test songs first. ``read_mixture(corpus, entry)`` gives a song's mixture as float32 (samples, channels);
+    the estimates are written as ``<stem>.<ext>`` in ``subtype``.
     """
     venv_python(venv)
     if not load_manifest(corpus):
@@ -88,16 +100,14 @@ def build_pairs(corpus: Path, out: Path, venv: Path = DEFAULT_VENV, splits: tupl
     done = 0
     with progress_bar() as progress:
         task = progress.add_task("spleeter", total=None)
-        while pending := _pending(corpus, out, splits):
+        while pending := _pending(corpus, out, splits, ext):
             split, song_id = pending[0]["split"], pending[0]["id"]
             progress.update(task, total=done + len(pending), description=f"{song_id:<34}")
-            mixture, rate = sf.read(corpus / split / song_id / "mixture.wav", dtype="float32", always_2d=True)
-            if rate != SAMPLE_RATE:
-                raise ValueError(f"{song_id}: mixture is {rate} Hz, Spleeter pairs need {SAMPLE_RATE} Hz")
+            mixture = read_mixture(corpus, pending[0])
             began = time.perf_counter()
             estimates = spleeter(mixture.T, venv)
             seconds = time.perf_counter() - began
-            write_folder(out / split / song_id, estimates)
+            write_folder(out / split / song_id, estimates, ext, subtype)
             timings[song_id] = {"audio_s": round(mixture.shape[0] / SAMPLE_RATE, 2), "separate_s": round(seconds, 2)}
             write_text_atomic(timings_path, json.dumps(timings, indent=1, sort_keys=True))
             progress.console.log(f"{song_id} [{split}] {mixture.shape[0] / SAMPLE_RATE:.0f} s in {seconds:.1f} s")

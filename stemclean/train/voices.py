@@ -40,18 +40,21 @@ VIBRATO_RATE_HZ = (5.0, 6.5)
 VIBRATO_CENTS = (25.0, 60.0)
 
 
-def fit_to_voice(pitches: np.ndarray) -> np.ndarray:
-    """Move a line by whole octaves so its median sits mid-range, then fold single outliers into range by octaves."""
+def fit_to_voice(pitches: np.ndarray, bottom: int = _BOTTOM_PITCH, top: int = _TOP_PITCH) -> np.ndarray:
+    """Move a line by whole octaves so its median sits mid-range, then fold single outliers into range by octaves.
+
+    The range defaults to Festival's safe one; it must span at least an octave.
+    """
     pitches = np.asarray(pitches, dtype=int)
     if pitches.size == 0:
         return pitches
-    centre = (_TOP_PITCH + _BOTTOM_PITCH) / 2
+    centre = (top + bottom) / 2
     shift = 12 * int(np.round((centre - np.median(pitches)) / 12))
     moved = pitches + shift
-    while (moved > _TOP_PITCH).any():
-        moved = np.where(moved > _TOP_PITCH, moved - 12, moved)
-    while (moved < _BOTTOM_PITCH).any():
-        moved = np.where(moved < _BOTTOM_PITCH, moved + 12, moved)
+    while (moved > top).any():
+        moved = np.where(moved > top, moved - 12, moved)
+    while (moved < bottom).any():
+        moved = np.where(moved < bottom, moved + 12, moved)
     return moved
 
 
