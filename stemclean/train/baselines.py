@@ -10,7 +10,7 @@ from __future__ import annotations
 import norbert
 import numpy as np
 
-from stemclean.spectral import istft, stft
+from stemclean.spectral import istft, local_regression_gain, stft
 
 
 def identity(stem: np.ndarray, mix: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -53,4 +53,18 @@ def oracle_irm(stem: np.ndarray, mix: np.ndarray, sample_rate: int, truth: np.nd
     return istft(mask * mix_spec, np.shape(stem)[-1])
 
 
-BASELINES = {"identity": identity, "softmask": softmask, "wiener": wiener, "oracle": oracle_irm}
+def lsdebleed(stem: np.ndarray, mix: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Closed-form local least-squares de-bleed: ``S - a R``, with ``a`` the stem's local regression gain on the
+    residual ``R = mix - S`` (``spectral.local_regression_gain``).
+
+    The textbook remedy for additive bleed when a reference of the bleed source is at hand; here the residual is that
+    reference. A ratio mask makes stem and residual coherent by construction, so on mask-separated stems it also
+    removes stem content: each remedy has its own ground.
+    """
+    stem_spec, mix_spec = stft(stem), stft(mix)
+    resid_spec = mix_spec - stem_spec
+    return istft(stem_spec - local_regression_gain(stem_spec, resid_spec) * resid_spec, np.shape(stem)[-1])
+
+
+BASELINES = {"identity": identity, "softmask": softmask, "wiener": wiener, "lsdebleed": lsdebleed,
+             "oracle": oracle_irm}
