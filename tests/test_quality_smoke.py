@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+import typer
 from conftest import write_gain_model
 
 from benchmarks import bands, calibrate, jobs, quality, report
@@ -34,7 +35,8 @@ def smoke(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("quality")
     corpus = quality.synthetic_corpus(tmp / "corpus", songs=1, seconds=2.5)
     spleeter = _fake_spleeter(corpus, tmp / "spleeter")
-    results = quality.run(corpus, spleeter, "test", 2.0, (0.5,), 0, None, None, [], tmp / "img")
+    model = write_gain_model(tmp / "pass.onnx", stem_gain=1.0)
+    results = quality.run(corpus, spleeter, "test", 1.0, (0.5,), 0, None, model, ["auto"], tmp / "img")
     return results, tmp
 
 
@@ -45,8 +47,9 @@ def _summary(results, source, method, stem="all"):
 def test_every_source_and_method_is_scored(smoke):
     results, _ = smoke
     assert {s["source"] for s in results["summary"]} == {"spleeter", "bleed", "ladder t=0.5", "clean"}
-    assert {r["method"] for r in results["rows"]} == set(quality.BASELINE_NAMES)
-    assert len(results["rows"]) == (2 + len(quality.BLEEDS) + 4 + 4) * len(quality.BASELINE_NAMES)
+    methods = {*quality.BASELINE_NAMES, "stemclean@auto"}
+    assert {r["method"] for r in results["rows"]} == methods
+    assert len(results["rows"]) == (2 + len(quality.BLEEDS) + 4 + 4) * len(methods)
 
 
 def test_inputs_score_what_they_were_made_to(smoke):
@@ -157,7 +160,7 @@ def test_coherence_fit_recovers_a_linear_relation():
 
 
 def test_page_assembles_the_sections_whose_results_exist(smoke, tmp_path):
-    results, _ = smoke
+    results = _with_meta(smoke[0], command=report.command("benchmarks.quality"))
     report.save_results("quality.json", results, tmp_path)
     page = report.page(tmp_path)
     assert page.startswith("# Benchmarks") and report.REGENERATE in page
@@ -215,3 +218,42 @@ def test_jobs_benchmark_times_each_setting_and_names_the_default(tmp_path):
         assert {f"j{j}" for j in jobs.JOBS} == set(runs) and all(r["wall_s"] > 0 for r in runs.values())
     page = jobs.markdown(results)
     assert "| 1-second |" in page and f"The default is `-j {jobs.DEFAULT_JOBS}`" in page
+
+
+def _with_meta(results, **meta):
+    return {**results, "meta": {**results["meta"], **meta}}
+
+
+def test_page_flags_sections_no_commit_or_command_reproduces(smoke, tmp_path):
+    results, _ = smoke
+    run_command = report.command("benchmarks.quality")
+    report.save_results("quality.json", _with_meta(results, command=run_command, commit="abc1234", dirty=False),
+                        tmp_path)
+    assert report.WARNING_FLAG not in report.page(tmp_path)
+    report.save_results("quality.json", _with_meta(results, command=run_command, commit="abc1234 with uncommitted "
+                                                   "changes", dirty=True), tmp_path)
+    assert "Not reproducible: measured from a tree with uncommitted changes" in report.page(tmp_path)
+    report.save_results("quality.json", _with_meta(results, command=f"{run_command} --seconds 3", commit="abc1234",
+                                                   dirty=False), tmp_path)
+    assert f"not by `{run_command}`" in report.page(tmp_path)
+
+
+def test_run_refuses_a_dirty_tree_before_measuring_anything(monkeypatch):
+    monkeypatch.setattr(report, "uncommitted_changes", lambda: [" M stemclean/engine.py"])
+    monkeypatch.setattr(report.subprocess, "run", lambda *a, **k: pytest.fail("a benchmark ran on a dirty tree"))
+    with pytest.raises(typer.Exit) as refused:
+        report.main(run=True, allow_dirty=False)
+    assert refused.value.exit_code == 2
+
+
+def test_readme_paragraph_is_rewritten_from_the_measurements(smoke, tmp_path):
+    results, _ = smoke
+    report.save_results("quality.json", results, tmp_path)
+    start, end = report.README_MARKS
+    readme = f"# tool\n\nclaims:\n{start}\nold numbers\n{end}\n\n## Usage\n"
+    rewritten = report.readme_with_measurements(readme, tmp_path)
+    assert "old numbers" not in rewritten and rewritten.endswith(f"{end}\n\n## Usage\n")
+    vocals = _summary(results, "spleeter", "stemclean@auto", "vocals")["delta_si_sdr"]
+    oracle = _summary(results, "spleeter", "oracle")["delta_si_sdr"]
+    assert f"(vocals {vocals:+.2f} dB," in rewritten and f"the oracle mask gains {oracle:+.2f} dB" in rewritten
+    assert report.readme_with_measurements("no marks here", tmp_path) == "no marks here"
