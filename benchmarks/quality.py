@@ -254,16 +254,21 @@ def results_name(split: str) -> str:
 
 
 def run(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[float, ...], seed: int,
-        max_songs: int | None, model: Path | None, steps: list[str], images: Path) -> dict:
-    """Score every method on every case and draw the plots; returns the results to save."""
+        max_songs: int | None, model: Path | None, steps: list[str], images: Path,
+        sources: tuple[str, ...] = SOURCE_ORDER) -> dict:
+    """Score every method on every case of ``sources`` and draw the plots; returns the results to save."""
     songs = split_songs(corpus, split)[:max_songs]
     if not songs:
         raise ValueError(f"the corpus at {corpus} has no songs in split {split!r}")
+    if unknown := set(sources) - set(SOURCE_ORDER):
+        raise ValueError(f"unknown sources {sorted(unknown)}; choose from {', '.join(SOURCE_ORDER)}")
     methods = baseline_methods() | (model_methods(model, steps) if model else {})
     # The before/after spectrogram shows real Spleeter vocals, or the strongest ladder level's vocals without them.
     showcase_rank = {("spleeter", "vocals"): 0, (f"ladder t={levels[-1]:g}", "vocals"): 1}
     rows, showcase = [], None
     for case in cases(corpus, spleeter, split, seconds, levels, seed, songs):
+        if case.source.split()[0] not in sources:
+            continue
         case_rows, estimates = score(case, methods)
         rows += case_rows
         rank = showcase_rank.get((case.source, case.stem_type), 2)
@@ -281,8 +286,8 @@ def run(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[
         plots["steps"] = _plot_steps(summary, steps, split, images / f"{prefix}_steps.png")
     return {
         "meta": report.provenance(),
-        "config": {"split": split, "songs": songs, "excerpt_s": seconds, "levels": list(levels), "seed": seed,
-                   "bleeds": [bleed.describe() for bleed in BLEEDS],
+        "config": {"split": split, "songs": songs, "sources": list(sources), "excerpt_s": seconds,
+                   "levels": list(levels), "seed": seed, "bleeds": [bleed.describe() for bleed in BLEEDS],
                    "model": str(model) if model else None, "steps": steps if model else []},
         "plots": {name: os.path.relpath(path, report.ROOT) for name, path in plots.items()},
         "summary": summary,
@@ -474,6 +479,8 @@ def main(
     levels: str = typer.Option(",".join(f"{t:g}" for t in LEVELS), help="Ladder levels, comma-separated."),
     seed: int = typer.Option(0, help="Seed of the ladder cases."),
     max_songs: int = typer.Option(None, help="Score only the first N songs."),
+    sources: str = typer.Option(",".join(SOURCE_ORDER), help="Kinds of case to score, comma-separated: a model-swap "
+                                "rule on Spleeter pairs needs only 'spleeter'."),
     model: str = typer.Option("auto", help="stemclean model to score beside the baselines: a .onnx path, 'auto' (the "
                               "shipped or $STEMCLEAN_MODEL model, when there is one) or 'none'."),
     steps: str = typer.Option("1,2,4,auto", help="Sampler step counts for --model, comma-separated."),
@@ -495,7 +502,8 @@ def main(
         seconds, level_values = 2.0, (0.5,)
     results_dir, images = (out, out / "img") if out else (report.RESULTS, report.IMAGES)
     try:
-        results = run(corpus, spleeter, split, seconds, level_values, seed, max_songs, model_path, step_values, images)
+        results = run(corpus, spleeter, split, seconds, level_values, seed, max_songs, model_path, step_values, images,
+                      tuple(s.strip() for s in sources.split(",")))
     except (FileNotFoundError, ValueError, ModelError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from None

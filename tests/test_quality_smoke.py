@@ -173,7 +173,8 @@ def test_model_hook_scores_stemclean_at_each_step_count(smoke, tmp_path):
     _, tmp = smoke
     model = write_gain_model(tmp_path / "pass.onnx", stem_gain=1.0)
     results = quality.run(tmp / "corpus", tmp / "none", "test", 1.0, (0.5,), 0, None, model, ["1", "2", "auto"],
-                          tmp_path / "img")
+                          tmp_path / "img", sources=("ladder",))
+    assert {s["source"] for s in results["summary"]} == {"ladder t=0.5"}
     ladder = {s["method"]: s for s in results["summary"] if (s["source"], s["stem"]) == ("ladder t=0.5", "all")}
     for steps in ("1", "2", "auto"):
         assert ladder[f"stemclean@{steps}"]["si_sdr"] == pytest.approx(ladder["identity"]["si_sdr"], abs=0.1)
