@@ -118,7 +118,6 @@ def how_measured(meta: dict) -> str:
     return line
 
 
-
 def table(headers: list[str], rows: list[list]) -> str:
     """A markdown table; floats are printed with two decimals, missing values as a dash."""
     def cell(value) -> str:
