@@ -20,11 +20,6 @@ HOP_LENGTH = 512
 N_BINS = N_FFT // 2 + 1
 _OVERLAPS = N_FFT // HOP_LENGTH  # frames covering each sample; istft relies on HOP_LENGTH dividing N_FFT
 
-# The local window of the stem/residual regression: about 0.5 s of frames (odd, so it is centred) by 5 bins. Over that
-# span a leak's gain holds still in practice, and the window holds enough bins for a stable least-squares fit.
-REGRESSION_FRAMES = 2 * round(0.25 * SAMPLE_RATE / HOP_LENGTH) + 1
-REGRESSION_BINS = 5
-
 _WINDOW = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
 
 
@@ -77,21 +72,3 @@ def from_channels(chans: np.ndarray) -> np.ndarray:
     spec = np.empty(chans.shape[:-3] + chans.shape[-2:], dtype=np.complex64)
     spec.real, spec.imag = chans[..., 0, :, :], chans[..., 1, :, :]
     return spec
-
-
-def local_regression_gain(stem_spec: np.ndarray, resid_spec: np.ndarray, frames: int = REGRESSION_FRAMES,
-                          bins: int = REGRESSION_BINS) -> np.ndarray:
-    """Per bin, the least-squares gain ``a = Re<S, R> / <R, R>`` of the stem on the residual ``R = mix - S`` over a
-    local window of ``bins`` x ``frames``, clipped at zero; shaped like the inputs (..., N_BINS, frames).
-
-    A stem that holds ``g R'`` of bleed from the other sources ``R'`` has the residual ``(1 - g) R'``, so the gain reads
-    ``g / (1 - g)`` there and ``S - a R`` removes the bleed exactly; where stem and residual are independent it reads
-    about zero. It is the evidence of additive bleed, per bin, that the closed-form de-bleed acts on.
-    """
-    # Imported here: scipy.ndimage adds ~0.15 s to every process start, and only this function needs it.
-    from scipy.ndimage import uniform_filter
-
-    size = (1,) * (stem_spec.ndim - 2) + (bins, frames)
-    cross = uniform_filter(np.real(stem_spec * np.conj(resid_spec)), size=size, mode="nearest")
-    power = uniform_filter(np.real(resid_spec * np.conj(resid_spec)), size=size, mode="nearest")
-    return np.maximum(cross, 0.0) / np.maximum(power, 1e-20)
