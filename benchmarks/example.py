@@ -4,7 +4,8 @@ Two cases on the 10 s clip in examples/ (cut from a test song, see examples/READ
 
 - ``spleeter``: the real Spleeter vocals (``vocals.flac``) against the true vocals (``vocals_true.flac``), as
   ``stemclean run examples/vocals.flac --mix examples/mix.flac`` cleans them;
-- ``bleed``: the true vocals with the clip's accompaniment leaking in as the quality benchmark's first bleed row.
+- ``bleed``: the true vocals with the clip's accompaniment leaking in as the first bleed row of the quality benchmark
+  and the val set (``validate.BLEED_ROWS``).
 
 Each is scored for every baseline and for stemclean at default settings. The results record the model's SHA-256, and
 tests/test_shipped_model.py reads its thresholds from them, so rerun this after shipping a model.
@@ -21,6 +22,7 @@ import typer
 
 from benchmarks import quality, report
 from stemclean.engine import ModelError, default_model_path
+from stemclean.train.validate import BLEED_ROWS
 
 EXAMPLES = report.ROOT / "examples"
 RESULTS_NAME = "example.json"
@@ -32,9 +34,9 @@ def cases() -> list[quality.Case]:
     mix = quality.read_audio(EXAMPLES / "mix.flac")
     truth = quality.read_audio(EXAMPLES / "vocals_true.flac")
     separated = quality.fit_length(quality.read_audio(EXAMPLES / "vocals.flac"), mix.shape[1])
-    bleed = quality.BLEEDS[0]
+    row = BLEED_ROWS[0]
     return [quality.Case("example", "spleeter", "vocals", separated, truth, mix),
-            quality.Case("example", "bleed", bleed.target, quality.add_bleed(truth, mix, bleed), truth, mix)]
+            quality.Case("example", "bleed", row[1], quality.add_bleed(truth, mix, row), truth, mix)]
 
 
 def sha256(path: Path) -> str:
@@ -47,7 +49,7 @@ def run(model: Path) -> dict:
     rows = [row for case in cases() for row in quality.score(case, methods)[0]]
     shown = model.resolve().relative_to(report.ROOT) if model.resolve().is_relative_to(report.ROOT) else model
     return {"meta": report.provenance(), "model": str(shown), "model_sha256": sha256(model),
-            "bleed": quality.BLEEDS[0].describe(), "rows": rows}
+            "bleed": BLEED_ROWS[0][0], "rows": rows}
 
 
 def gains(results: dict, source: str) -> dict[str, float]:
@@ -58,7 +60,7 @@ def gains(results: dict, source: str) -> dict[str, float]:
 
 def markdown(results: dict) -> str:
     """The example section of docs/BENCHMARKS.md."""
-    titles = {"spleeter": "Spleeter's vocals (`vocals.flac`)", "bleed": f"true vocals with {results['bleed']}"}
+    titles = {"spleeter": "Spleeter's vocals (`vocals.flac`)", "bleed": f"true vocals, bleed: {results['bleed']}"}
     body = [[titles[r["source"]], r["method"], r["si_sdr"], r["delta_si_sdr"], r["sir"], r["sar"], r["mrstft"]]
             for r in results["rows"]]
     return "\n".join([

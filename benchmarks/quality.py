@@ -6,7 +6,8 @@ rules of docs/TRAINING.md, probes) are made on ``--split val`` (``quality-val.js
 Cases, all on one fixed-length excerpt per song (the window where the weakest stem is loudest):
 
 - ``spleeter``: real Spleeter 2stems outputs (vocals, accompaniment) against the true vocals and drums+bass+other;
-- ``bleed``: a true stem with the rest of the mix leaking in (:data:`BLEEDS`), the ground of the closed-form de-bleed;
+- ``bleed``: a true stem with the rest of the mix leaking in (``validate.BLEED_ROWS``), the closed-form de-bleed's
+  ground;
 - ``ladder t=…``: the artifact ladder ``degrade``, the training sampler's own damage, for vocals, drums, bass, other;
 - ``clean``: the true stem itself goes in ("do no harm").
 
@@ -32,15 +33,15 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import typer
-from scipy.signal import butter, sosfilt
 
 import stemclean
 from benchmarks import report
 from stemclean.engine import Model, ModelError, default_model_path, load_model
-from stemclean.spectral import SAMPLE_RATE
+from stemclean.spectral import SAMPLE_RATE, istft, stft
 from stemclean.train import baselines, metrics
-from stemclean.train.degrade import degrade
+from stemclean.train.degrade import add_leak, degrade
 from stemclean.train.separators import SPLEETER_STEMS
+from stemclean.train.validate import BLEED_ROWS
 
 CORPUS_STEMS = ("vocals", "drums", "bass", "other")
 # One ladder level, near where real Spleeter outputs sit (fitted t 0.7-0.9 in the calibration section).
@@ -55,47 +56,12 @@ SOURCE_ORDER = ("spleeter", "bleed", "ladder", "clean")
 Method = Callable[["Case"], np.ndarray]
 
 
-@dataclass(frozen=True)
-class Bleed:
-    """The rest of the mix (``mix - truth``) leaking into the true ``target`` stem at ``level_db`` re its energy,
-    optionally arriving ``delay_ms`` late through a low-pass at ``lowpass_hz``, as a microphone hears another player."""
-
-    target: str
-    level_db: float
-    delay_ms: float = 0.0
-    lowpass_hz: float | None = None
-
-    def describe(self) -> str:
-        leak = {"vocals": "accompaniment", "accompaniment": "vocals"}.get(self.target, "the rest")
-        text = f"{leak} into {self.target} at {self.level_db:g} dB"
-        if self.delay_ms:
-            text += f", {self.delay_ms:g} ms late"
-        if self.lowpass_hz:
-            text += f", low-passed at {self.lowpass_hz / 1000:g} kHz"
-        return text
-
-
-# Issue #20's bleed rows. The delayed one is ~1 m of air and a dull off-axis path: the same-bin stem/residual coherence
-# of the start-level estimate does not see it.
-BLEEDS = (
-    Bleed("vocals", -12.0),
-    Bleed("accompaniment", -20.0),
-    Bleed("other", -12.0, delay_ms=3.0, lowpass_hz=4000.0),
-)
-LOWPASS_ORDER = 4
-
-
-def add_bleed(truth: np.ndarray, mix: np.ndarray, bleed: Bleed) -> np.ndarray:
-    """``truth`` (channels, samples) with ``mix - truth`` leaking in as ``bleed`` says; the level is set after the
-    delay and the filter, so it is the leak's energy as it arrives."""
-    leak = mix - truth
-    delay = round(bleed.delay_ms * SAMPLE_RATE / 1000)
-    leak = np.pad(leak, ((0, 0), (delay, 0)))[:, : leak.shape[1]]
-    if bleed.lowpass_hz:
-        leak = sosfilt(butter(LOWPASS_ORDER, bleed.lowpass_hz, fs=SAMPLE_RATE, output="sos"), leak, axis=-1)
-    gain = np.sqrt(np.sum(truth.astype(np.float64) ** 2) / np.sum(leak.astype(np.float64) ** 2)
-                   * 10 ** (bleed.level_db / 10))
-    return (truth + gain * leak).astype(np.float32)
+def add_bleed(truth: np.ndarray, mix: np.ndarray, row: tuple) -> np.ndarray:
+    """``truth`` (channels, samples) with the rest of the mix (``mix - truth``) leaking in as a bleed row of
+    ``validate.BLEED_ROWS`` says: the rows the val set scores during training, so both measure the same cases."""
+    _, _, below_db, delay_s, cutoff_hz = row
+    truth_spec = stft(truth)
+    return istft(add_leak(truth_spec, stft(mix) - truth_spec, below_db, delay_s, cutoff_hz), truth.shape[-1])
 
 
 @dataclass
@@ -178,9 +144,9 @@ def cases(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tupl
             separated = read_separated(spleeter, split, song, name, mix.shape[1], window)
             if separated is not None:
                 yield Case(song, "spleeter", name, separated, truths[name], mix)
-        for bleed in BLEEDS:
-            truth = truths[bleed.target]
-            yield Case(song, "bleed", bleed.target, add_bleed(truth, mix, bleed), truth, mix)
+        for row in BLEED_ROWS:
+            truth = truths[row[1]]
+            yield Case(song, "bleed", row[1], add_bleed(truth, mix, row), truth, mix)
         for level_index, level in enumerate(levels):
             for stem_index, name in enumerate(CORPUS_STEMS):
                 rng = np.random.default_rng([seed, song_index, level_index, stem_index])
@@ -287,7 +253,7 @@ def run(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[
     return {
         "meta": report.provenance(),
         "config": {"split": split, "songs": songs, "sources": list(sources), "excerpt_s": seconds,
-                   "levels": list(levels), "seed": seed, "bleeds": [bleed.describe() for bleed in BLEEDS],
+                   "levels": list(levels), "seed": seed, "bleeds": [row[0] for row in BLEED_ROWS],
                    "model": str(model) if model else None, "steps": steps if model else []},
         "plots": {name: os.path.relpath(path, report.ROOT) for name, path in plots.items()},
         "summary": summary,
@@ -432,10 +398,10 @@ def headline(results: dict) -> str:
             f"settings changes SI-SDR by {delta('spleeter', 'all')} on average (vocals {delta('spleeter', 'vocals')}, "
             f"accompaniment {delta('spleeter', 'accompaniment')}), where the oracle mask gains "
             f"{delta('spleeter', 'all', 'oracle')}.")
-    first = BLEEDS[0]
-    if ("bleed", first.target, ours) in means:
-        text += (f" With the {first.describe()}, it changes SI-SDR by {delta('bleed', first.target)}; the closed-form "
-                 f"de-bleed (lsdebleed) by {delta('bleed', first.target, 'lsdebleed')}.")
+    name, target = BLEED_ROWS[0][:2]
+    if ("bleed", target, ours) in means:
+        text += (f" On additive bleed ({name}) it changes SI-SDR by {delta('bleed', target)}; the closed-form "
+                 f"de-bleed (lsdebleed) by {delta('bleed', target, 'lsdebleed')}.")
     if ("clean", "all", ours) in means:
         text += (f" A clean stem comes out at {means[('clean', 'all', ours)]['si_sdr']:.1f} dB SI-SDR against itself "
                  f"({metrics.CLAMP_DB:g} dB: unchanged).")
