@@ -1,7 +1,8 @@
 """Ladder calibration: what each level ``t`` measures, how fast the ladder runs, and how its artifacts compare with
 real Spleeter artifacts.
 
-1. Ladder table: SI-SDR, SIR, SAR and stem/residual coherence of ``degrade`` at levels 0…1 on test-split excerpts.
+1. Ladder table: SI-SDR, SIR, SAR and stem/residual coherence of ``degrade`` at levels 0…1 on val-split excerpts
+   (the calibration chooses constants, so it runs on val; the test split is only reported).
 2. Speed: ladder examples per second on 2 s stereo segments, one core.
 3. Spleeter vs ladder: each real Spleeter output is fitted to the level its SI-SDR implies
    (``schedule.level_for_sdr``); the same excerpt degraded by the ladder at that level is compared with it: SI-SDR,
@@ -359,7 +360,7 @@ def _image(path: str) -> str:
 def main(
     corpus: Path = typer.Option(Path("data/corpus"), help="Rendered corpus (manifest.json + split folders)."),
     spleeter: Path = typer.Option(Path("data/spleeter"), help="Spleeter outputs, <split>/<song>/{vocals,accompaniment}.wav."),
-    split: str = typer.Option("test", help="Which split to measure."),
+    split: str = typer.Option("val", help="Which split to measure (choices are made on val)."),
     seconds: float = typer.Option(20.0, help="Excerpt length per song for the Spleeter comparison."),
     ladder_seconds: float = typer.Option(10.0, help="Excerpt length per song for the ladder table."),
     seed: int = typer.Option(0, help="Seed of the ladder draws."),

@@ -1,18 +1,23 @@
-"""Quality benchmark: every cleaner on the same cases from the corpus's test split, scored against exact ground truth.
+"""Quality benchmark: every cleaner on the same cases from one split of the corpus, scored against exact ground truth.
 
-Cases, all on one fixed-length excerpt per test song (the window where the weakest stem is loudest):
+The test split is only reported (``benchmarks/results/quality.json``); choices (``schedule.AUTO_STEPS``, the model-swap
+rules of docs/TRAINING.md, probes) are made on ``--split val`` (``quality-val.json``), and both are on the page.
+
+Cases, all on one fixed-length excerpt per song (the window where the weakest stem is loudest):
 
 - ``spleeter``: real Spleeter 2stems outputs (vocals, accompaniment) against the true vocals and drums+bass+other;
-- ``ladder t=…``: the artifact ladder ``degrade`` at several levels, for vocals, drums, bass and other;
+- ``bleed``: a true stem with the rest of the mix leaking in (``validate.BLEED_ROWS``), the closed-form de-bleed's
+  ground;
+- ``ladder t=…``: the artifact ladder ``degrade``, the training sampler's own damage, for vocals, drums, bass, other;
 - ``clean``: the true stem itself goes in ("do no harm").
 
-Methods: identity, norbert softmask and Wiener, the oracle ideal ratio mask (the ceiling of mask-based cleanup), and,
-with ``--model``, stemclean at every requested step count. Metrics: SI-SDR and its change, SIR and SAR with the true
-stem and true residual as sources, the multi-resolution STFT distance, and the gap closed
-``(method - input) / (oracle - input)`` in SI-SDR.
+Methods: identity, norbert softmask and Wiener, lsdebleed (the closed-form local least-squares de-bleed), the oracle
+ideal ratio mask (the best real-valued mask on the mixture), and, with ``--model``, stemclean at every requested step
+count. Metrics: SI-SDR and its change, SIR and SAR with the true stem and true residual as sources, the
+multi-resolution STFT distance, and the gap closed ``(method - input) / (oracle - input)`` in SI-SDR.
 
-Run: ``python -m benchmarks.quality [--model PATH --steps 1,2,4,auto]`` (the shipped model is scored by default when
-it exists); ``--smoke`` runs on a tiny synthetic corpus in seconds.
+Run: ``python -m benchmarks.quality [--split val] [--model PATH --steps 1,2,4,auto]`` (the shipped model is scored by
+default when it exists); ``--smoke`` runs on a tiny synthetic corpus in seconds.
 """
 
 from __future__ import annotations
@@ -32,18 +37,31 @@ import typer
 import stemclean
 from benchmarks import report
 from stemclean.engine import Model, ModelError, default_model_path, load_model
-from stemclean.spectral import SAMPLE_RATE
+from stemclean.spectral import SAMPLE_RATE, istft, stft
 from stemclean.train import baselines, metrics
-from stemclean.train.degrade import degrade
+from stemclean.train.degrade import add_leak, degrade
 from stemclean.train.separators import SPLEETER_STEMS
+from stemclean.train.validate import BLEED_ROWS
 
 CORPUS_STEMS = ("vocals", "drums", "bass", "other")
-LEVELS = (0.25, 0.5, 0.75)
+# One ladder level, near where real Spleeter outputs sit (fitted t 0.7-0.9 in the calibration section).
+LEVELS = (0.75,)
+EXCERPT_S = 8.0
 # Gap closed is only reported where the oracle beats the input by this much; below it the ratio is noise.
 GAP_MIN_HEADROOM_DB = 0.5
-BASELINE_NAMES = ("identity", "softmask", "wiener", "oracle")
+BASELINE_NAMES = ("identity", "softmask", "wiener", "lsdebleed", "oracle")
+# Sources in page order: real separator output first, the training distribution (the ladder) after the bleed cases.
+SOURCE_ORDER = ("spleeter", "bleed", "ladder", "clean")
 
 Method = Callable[["Case"], np.ndarray]
+
+
+def add_bleed(truth: np.ndarray, mix: np.ndarray, row: tuple) -> np.ndarray:
+    """``truth`` (channels, samples) with the rest of the mix (``mix - truth``) leaking in as a bleed row of
+    ``validate.BLEED_ROWS`` says: the rows the val set scores during training, so both measure the same cases."""
+    _, _, below_db, delay_s, cutoff_hz = row
+    truth_spec = stft(truth)
+    return istft(add_leak(truth_spec, stft(mix) - truth_spec, below_db, delay_s, cutoff_hz), truth.shape[-1])
 
 
 @dataclass
@@ -118,7 +136,7 @@ def with_accompaniment(stems: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def cases(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[float, ...], seed: int,
           songs: list[str]) -> Iterator[Case]:
-    """Every case of every song in ``songs``: Spleeter pairs where they exist, ladder levels, and clean stems."""
+    """Every case of every song in ``songs``: Spleeter pairs where they exist, bleed, ladder levels, and clean stems."""
     for song_index, song in enumerate(songs):
         window, stems, mix = load_excerpt(corpus / split / song, seconds)
         truths = with_accompaniment(stems)
@@ -126,6 +144,9 @@ def cases(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tupl
             separated = read_separated(spleeter, split, song, name, mix.shape[1], window)
             if separated is not None:
                 yield Case(song, "spleeter", name, separated, truths[name], mix)
+        for row in BLEED_ROWS:
+            truth = truths[row[1]]
+            yield Case(song, "bleed", row[1], add_bleed(truth, mix, row), truth, mix)
         for level_index, level in enumerate(levels):
             for stem_index, name in enumerate(CORPUS_STEMS):
                 rng = np.random.default_rng([seed, song_index, level_index, stem_index])
@@ -193,17 +214,27 @@ def summarize(rows: list[dict]) -> list[dict]:
     return summary
 
 
+def results_name(split: str) -> str:
+    """The results file of a split: the test split's is the report, any other is named after its split."""
+    return "quality.json" if split == "test" else f"quality-{split}.json"
+
+
 def run(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[float, ...], seed: int,
-        max_songs: int | None, model: Path | None, steps: list[str], images: Path) -> dict:
-    """Score every method on every case and draw the plots; returns the results to save."""
+        max_songs: int | None, model: Path | None, steps: list[str], images: Path,
+        sources: tuple[str, ...] = SOURCE_ORDER) -> dict:
+    """Score every method on every case of ``sources`` and draw the plots; returns the results to save."""
     songs = split_songs(corpus, split)[:max_songs]
     if not songs:
         raise ValueError(f"the corpus at {corpus} has no songs in split {split!r}")
+    if unknown := set(sources) - set(SOURCE_ORDER):
+        raise ValueError(f"unknown sources {sorted(unknown)}; choose from {', '.join(SOURCE_ORDER)}")
     methods = baseline_methods() | (model_methods(model, steps) if model else {})
     # The before/after spectrogram shows real Spleeter vocals, or the strongest ladder level's vocals without them.
     showcase_rank = {("spleeter", "vocals"): 0, (f"ladder t={levels[-1]:g}", "vocals"): 1}
     rows, showcase = [], None
     for case in cases(corpus, spleeter, split, seconds, levels, seed, songs):
+        if case.source.split()[0] not in sources:
+            continue
         case_rows, estimates = score(case, methods)
         rows += case_rows
         rank = showcase_rank.get((case.source, case.stem_type), 2)
@@ -213,14 +244,16 @@ def run(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[
             f"{r['method']} {r['si_sdr']:.1f}" for r in case_rows), err=True)
     summary = summarize(rows)
     images.mkdir(parents=True, exist_ok=True)
-    plots = {"methods": _plot_methods(summary, images / "quality_methods.png")}
+    prefix = Path(results_name(split)).stem
+    plots = {"methods": _plot_methods(summary, split, images / f"{prefix}_methods.png")}
     if showcase:
-        plots["spectrogram"] = _plot_showcase(*showcase, images / "quality_spectrogram.png")
+        plots["spectrogram"] = _plot_showcase(*showcase, images / f"{prefix}_spectrogram.png")
     if model:
-        plots["steps"] = _plot_steps(summary, steps, images / "quality_steps.png")
+        plots["steps"] = _plot_steps(summary, steps, split, images / f"{prefix}_steps.png")
     return {
         "meta": report.provenance(),
-        "config": {"split": split, "songs": songs, "excerpt_s": seconds, "levels": list(levels), "seed": seed,
+        "config": {"split": split, "songs": songs, "sources": list(sources), "excerpt_s": seconds,
+                   "levels": list(levels), "seed": seed, "bleeds": [row[0] for row in BLEED_ROWS],
                    "model": str(model) if model else None, "steps": steps if model else []},
         "plots": {name: os.path.relpath(path, report.ROOT) for name, path in plots.items()},
         "summary": summary,
@@ -229,11 +262,11 @@ def run(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[
 
 
 def _source_order(summary: list[dict]) -> list[str]:
-    order = {"spleeter": 0, "clean": 2}
-    return sorted({s["source"] for s in summary}, key=lambda s: (order.get(s, 1), s))
+    """The sources present, in :data:`SOURCE_ORDER` (ladder levels by their kind, ``ladder t=…``)."""
+    return sorted({s["source"] for s in summary}, key=lambda s: (SOURCE_ORDER.index(s.split()[0]), s))
 
 
-def _plot_methods(summary: list[dict], path: Path) -> Path:
+def _plot_methods(summary: list[dict], split: str, path: Path) -> Path:
     """Bar chart: mean SI-SDR change per method, for each artifact source (all stems pooled)."""
     plt = report.pyplot()
 
@@ -248,7 +281,7 @@ def _plot_methods(summary: list[dict], path: Path) -> Path:
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xticks(np.arange(len(sources)), sources)
     ax.set_ylabel("SI-SDR change (dB)")
-    ax.set_title("Cleaners by artifact source (test split, mean over stems and songs)")
+    ax.set_title(f"Cleaners by artifact source ({split} split, mean over stems and songs)")
     ax.legend(fontsize=8, ncol=min(4, len(methods)))
     return report.save_figure(fig, path)
 
@@ -275,7 +308,7 @@ def _plot_showcase(case: Case, estimates: dict[str, np.ndarray], path: Path) -> 
     return report.save_figure(fig, path)
 
 
-def _plot_steps(summary: list[dict], steps: list[str], path: Path) -> Path:
+def _plot_steps(summary: list[dict], steps: list[str], split: str, path: Path) -> Path:
     """Mean SI-SDR change against sampler steps, per artifact source, with Wiener and the oracle for reference."""
     plt = report.pyplot()
 
@@ -287,24 +320,49 @@ def _plot_steps(summary: list[dict], steps: list[str], path: Path) -> Path:
         ax.axhline(pooled.get((source, "oracle"), np.nan), color=line.get_color(), linestyle=":", linewidth=0.8)
     ax.set_xlabel("sampler steps")
     ax.set_ylabel("SI-SDR change (dB)")
-    ax.set_title("stemclean quality vs steps (dotted: oracle IRM)")
+    ax.set_title(f"stemclean quality vs steps, {split} split (dotted: oracle IRM)")
     ax.legend(fontsize=8)
     return report.save_figure(fig, path)
 
 
+def _title(source: str, config: dict) -> str:
+    """A source's table heading, and what the reader must know about its cases."""
+    if source == "spleeter":
+        return "### Real separator output: Spleeter 2stems"
+    if source == "bleed":
+        kinds = "; ".join(config.get("bleeds", []))
+        return (f"### Additive bleed, made from the true stems\n\nOne case per song of each: {kinds}. The true stem "
+                "is known exactly, and the residual `mix − stem` is a reference of the bleed: the ground lsdebleed "
+                "is built for.")
+    if source == "clean":
+        return "### Do no harm: the clean stem goes in"
+    return (f"### Artifact ladder at {source.removeprefix('ladder ')}: the training distribution\n\nThese inputs "
+            "are made by `degrade`, the same artifact ladder the training sampler draws from, at a level inside its "
+            "training range: the model's home ground, not a separator's output.")
+
+
 def markdown(results: dict) -> str:
-    """The quality section of docs/BENCHMARKS.md."""
+    """A quality section of docs/BENCHMARKS.md: the test split's report, or the val split's numbers for choices."""
     config, summary = results["config"], results["summary"]
+    split = config["split"]
+    heading = ("## Quality" if split == "test" else
+               f"## Quality on the {split} split, where choices are made\n\nThe same benchmark on the {split} "
+               "songs. `schedule.AUTO_STEPS` (the steps curve), the ladder calibration and the model-swap rules of "
+               "docs/TRAINING.md are decided on these numbers; the test split above is only reported.")
     lines = [
-        "## Quality",
+        heading,
         "",
         report.how_measured(results["meta"]),
-        f"Split `{config['split']}`: {len(config['songs'])} songs, one {config['excerpt_s']:g} s excerpt each (the "
+        f"Split `{split}`: {len(config['songs'])} songs, one {config['excerpt_s']:g} s excerpt each (the "
         "window where the quietest stem is loudest). SI-SDR, SIR and SAR in dB (higher is better; SIR and SAR from "
         "BSS Eval with the true stem and the true residual as sources); MR-STFT is the multi-resolution STFT distance "
-        "(lower is better); gap closed = (method − input) / (oracle − input) in SI-SDR, shown only where the oracle "
-        f"beats the input by more than {GAP_MIN_HEADROOM_DB:g} dB. Values are means over cases; "
-        "metrics are clamped at 100 dB, the value a perfect copy gets.",
+        "(lower is better). Values are means over cases; metrics are clamped at 100 dB, the value a perfect copy gets. "
+        "*lsdebleed* is the closed-form local least-squares de-bleed (`baselines.lsdebleed`). The *oracle* is the "
+        "ideal ratio mask computed from the true stems and applied to the mixture: the best a real-valued mask on "
+        "the mixture can do. It is not a ceiling for methods that also use the separated stem, as lsdebleed and "
+        "stemclean do, and on the ladder and bleed cases it often scores below the input. Gap closed = (method − "
+        f"input) / (oracle − input) in SI-SDR, shown only where the oracle beats the input by more than "
+        f"{GAP_MIN_HEADROOM_DB:g} dB.",
     ]
     for source in _source_order(summary):
         rows = [s for s in summary if s["source"] == source]
@@ -312,17 +370,42 @@ def markdown(results: dict) -> str:
         body = [[stem, s["method"], s["cases"], s["si_sdr"], s["delta_si_sdr"], s["sir"], s["sar"], s["mrstft"],
                  None if s["gap_closed"] is None else f"{100 * s['gap_closed']:.0f}%"]
                 for stem in stems for s in rows if s["stem"] == stem]
-        title = {"spleeter": "Real Spleeter 2stems outputs", "clean": "Do no harm: the clean stem goes in"}.get(
-            source, f"Artifact ladder at {source.removeprefix('ladder ')}")
-        lines += ["", f"### {title}", "",
+        lines += ["", _title(source, config), "",
                   report.table(["stem", "method", "cases", "SI-SDR", "ΔSI-SDR", "SIR", "SAR", "MR-STFT", "gap closed"],
                                body)]
     for name, caption in (("methods", "Method comparison"), ("spectrogram", "Before and after"),
                           ("steps", "Quality vs steps")):
         if name in results.get("plots", {}):
             image = os.path.relpath(report.ROOT / results["plots"][name], report.PAGE.parent)
-            lines += ["", f"![{caption}]({image})"]
+            lines += ["", f"![{caption} ({split} split)]({image})"]
     return "\n".join(lines) + "\n"
+
+
+def headline(results: dict) -> str:
+    """README's measured claims, from the test split's results: what stemclean at default settings does to real
+    separator output, to the first bleed case and to clean stems, beside the oracle and lsdebleed."""
+    means = {(s["source"], s["stem"], s["method"]): s for s in results["summary"]}
+    ours = "stemclean@auto"
+    if ("spleeter", "all", ours) not in means:
+        return ""
+
+    def delta(source: str, stem: str, method: str = ours) -> str:
+        return f"{means[(source, stem, method)]['delta_si_sdr']:+.2f} dB"
+
+    config, meta = results["config"], results["meta"]
+    text = (f"Measured on {len(config['songs'])} held-out test songs (`{meta['commit']}`, {meta['date']}; "
+            "[docs/BENCHMARKS.md](docs/BENCHMARKS.md)): on real Spleeter 2stems output, `stemclean run` at default "
+            f"settings changes SI-SDR by {delta('spleeter', 'all')} on average (vocals {delta('spleeter', 'vocals')}, "
+            f"accompaniment {delta('spleeter', 'accompaniment')}), where the oracle mask gains "
+            f"{delta('spleeter', 'all', 'oracle')}.")
+    name, target = BLEED_ROWS[0][:2]
+    if ("bleed", target, ours) in means:
+        text += (f" On additive bleed ({name}) it changes SI-SDR by {delta('bleed', target)}; the closed-form "
+                 f"de-bleed (lsdebleed) by {delta('bleed', target, 'lsdebleed')}.")
+    if ("clean", "all", ours) in means:
+        text += (f" A clean stem comes out at {means[('clean', 'all', ours)]['si_sdr']:.1f} dB SI-SDR against itself "
+                 f"({metrics.CLAMP_DB:g} dB: unchanged).")
+    return text
 
 
 def synthetic_corpus(root: Path, songs: int = 2, seconds: float = 4.0, seed: int = 0) -> Path:
@@ -357,11 +440,13 @@ def synthetic_corpus(root: Path, songs: int = 2, seconds: float = 4.0, seed: int
 def main(
     corpus: Path = typer.Option(Path("data/corpus"), help="Rendered corpus (manifest.json + split folders)."),
     spleeter: Path = typer.Option(Path("data/spleeter"), help="Spleeter outputs, <split>/<song>/{vocals,accompaniment}.wav."),
-    split: str = typer.Option("test", help="Which split to score; only test is reported."),
-    seconds: float = typer.Option(12.0, help="Excerpt length per song."),
+    split: str = typer.Option("test", help="Which split to score: test is only reported, val is for choices."),
+    seconds: float = typer.Option(EXCERPT_S, help="Excerpt length per song."),
     levels: str = typer.Option(",".join(f"{t:g}" for t in LEVELS), help="Ladder levels, comma-separated."),
     seed: int = typer.Option(0, help="Seed of the ladder cases."),
     max_songs: int = typer.Option(None, help="Score only the first N songs."),
+    sources: str = typer.Option(",".join(SOURCE_ORDER), help="Kinds of case to score, comma-separated: a model-swap "
+                                "rule on Spleeter pairs needs only 'spleeter'."),
     model: str = typer.Option("auto", help="stemclean model to score beside the baselines: a .onnx path, 'auto' (the "
                               "shipped or $STEMCLEAN_MODEL model, when there is one) or 'none'."),
     steps: str = typer.Option("1,2,4,auto", help="Sampler step counts for --model, comma-separated."),
@@ -383,11 +468,12 @@ def main(
         seconds, level_values = 2.0, (0.5,)
     results_dir, images = (out, out / "img") if out else (report.RESULTS, report.IMAGES)
     try:
-        results = run(corpus, spleeter, split, seconds, level_values, seed, max_songs, model_path, step_values, images)
+        results = run(corpus, spleeter, split, seconds, level_values, seed, max_songs, model_path, step_values, images,
+                      tuple(s.strip() for s in sources.split(",")))
     except (FileNotFoundError, ValueError, ModelError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from None
-    path = report.save_results("quality.json", results, results_dir)
+    path = report.save_results(results_name(split), results, results_dir)
     typer.echo(f"wrote {path}")
 
 

@@ -1,8 +1,10 @@
 """Assemble docs/BENCHMARKS.md from benchmarks/results/*.json, and the helpers every benchmark's section uses.
 
 Each benchmark module renders its own section with ``markdown(results) -> str``; this module only finds the results,
-calls those functions in a fixed order, and writes the page atomically. ``--run`` first reruns every benchmark, so one
-command regenerates all numbers and plots.
+calls those functions in a fixed order, writes the page atomically, and refreshes README's measured paragraph.
+``--run`` first reruns every benchmark with exactly the command its section prints, so one command regenerates all
+numbers and plots; it refuses a tree with uncommitted changes unless ``--allow-dirty``, and the page flags any section
+measured from one, or made by another command than ``--run``'s.
 
 Run: ``python -m benchmarks.report --run`` (or without ``--run`` to rebuild the page from the saved results).
 """
@@ -27,31 +29,56 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 IMAGES = ROOT / "docs" / "img"
 PAGE = ROOT / "docs" / "BENCHMARKS.md"
-# (results file, module that measures it and renders its section), in page order.
+README = ROOT / "README.md"
+# README's paragraph of measured claims lies between these lines; report rewrites it from the test split's results.
+README_MARKS = ("<!-- measured: written by python -m benchmarks.report from benchmarks/results; do not edit -->",
+                "<!-- end measured -->")
+# (results file, module that measures it and renders its section, the module's arguments), in page order: the test
+# split's reports first, then the val split's numbers that choices are made on. ``--run`` runs exactly these commands.
 SECTIONS = (
-    ("quality.json", "benchmarks.quality"),
-    ("bands.json", "benchmarks.bands"),
-    ("ablation.json", "benchmarks.ablation"),
-    ("calibration.json", "benchmarks.calibrate"),
-    ("speed.json", "benchmarks.speed"),
-    ("jobs.json", "benchmarks.jobs"),
+    ("quality.json", "benchmarks.quality", ()),
+    ("example.json", "benchmarks.example", ()),
+    ("bands.json", "benchmarks.bands", ()),
+    ("speed.json", "benchmarks.speed", ()),
+    ("jobs.json", "benchmarks.jobs", ()),
+    ("quality-val.json", "benchmarks.quality", ("--split", "val")),
+    ("calibration.json", "benchmarks.calibrate", ()),
+    ("ablation.json", "benchmarks.ablation", ()),
 )
 REGENERATE = "python -m benchmarks.report --run"
+# What the benchmarks write: changes there do not change a measurement, so they do not make the tree dirty.
+OUTPUTS = (RESULTS, IMAGES, PAGE, README)
+# Markdown has no colour that every renderer shows; a red circle is red everywhere.
+WARNING_FLAG = "🔴"
 # Results measured before this commit used the corpus as rendered before it; the page says so, so old and new numbers
 # are not read as one set.
 CORPUS_CHANGED = ("a9ced04", "gave the sung vocals a vibrato, after which Spleeter keeps most of the voice")
 
 
+def command(module: str, args: tuple[str, ...] = ()) -> str:
+    """The command line that runs ``module`` with ``args``, as sections print it."""
+    return " ".join(["python -m", module, *args])
+
+
+def uncommitted_changes() -> list[str]:
+    """Tracked files that differ from HEAD, outside the benchmarks' own outputs (``git status --porcelain`` lines)."""
+    excluded = [f":(exclude){path.relative_to(ROOT)}" for path in OUTPUTS]
+    status = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--", ".",
+                             *excluded], capture_output=True, text=True)
+    return status.stdout.splitlines()
+
+
 def provenance() -> dict:
     """How a result was measured: the command line, UTC date, machine and git commit, for the page to cite."""
-    git = ["git", "-C", str(ROOT)]
-    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    dirty = bool(uncommitted_changes())
     return {
-        "command": " ".join(["python -m", _module_name(), *sys.argv[1:]]),
+        "command": command(_module_name(), tuple(sys.argv[1:])),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{_cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "commit": (commit or "unknown") + (" with uncommitted changes" if dirty.stdout.strip() else ""),
+        "commit": (commit or "unknown") + (" with uncommitted changes" if dirty else ""),
+        "dirty": dirty,
     }
 
 
@@ -83,8 +110,12 @@ def loadable_model(model: Path | None, benchmark: str) -> Path | None:
 
 
 def how_measured(meta: dict) -> str:
-    """One markdown paragraph that says how a section's numbers were made."""
-    return (f"Measured with `{meta['command']}` on {meta['date']}, {meta['machine']}, at commit `{meta['commit']}`.")
+    """One markdown paragraph that says how a section's numbers were made, flagged when no commit reproduces them."""
+    line = f"Measured with `{meta['command']}` on {meta['date']}, {meta['machine']}, at commit `{meta['commit']}`."
+    if meta.get("dirty", "uncommitted" in meta["commit"]):
+        line = (f"{WARNING_FLAG} **Not reproducible: measured from a tree with uncommitted changes, so no commit holds "
+                f"the code that made these numbers.** {line}")
+    return line
 
 
 def table(headers: list[str], rows: list[list]) -> str:
@@ -140,24 +171,60 @@ def page(results_dir: Path = RESULTS) -> str:
         "Generated by `benchmarks/report.py` from `benchmarks/results/*.json`; do not edit by hand. "
         f"Regenerate every number and plot with:\n\n```\n{REGENERATE}\n```",
         "",
+        "It reruns each section's benchmark with the command the section prints. The test split's sections, first, "
+        "only report; the val split's sections, after them, are the numbers that choices are made on.",
+        "",
         f"Commit `{CORPUS_CHANGED[0]}` {CORPUS_CHANGED[1]}; a section measured at an earlier commit used the "
         "corpus from before it, and its numbers are not comparable with the others.",
     ]
-    for filename, module in SECTIONS:
+    for filename, module, args in SECTIONS:
         path = results_dir / filename
-        if path.exists():
-            parts += ["", importlib.import_module(module).markdown(json.loads(path.read_text())).rstrip()]
+        if not path.exists():
+            continue
+        results = json.loads(path.read_text())
+        section = importlib.import_module(module).markdown(results).rstrip()
+        expected = command(module, args)
+        if results["meta"]["command"] != expected:
+            heading, _, body = section.partition("\n")
+            section = (f"{heading}\n\n{WARNING_FLAG} **Made by `{results['meta']['command']}`, not by `{expected}`, "
+                       f"the command `{REGENERATE}` runs: its settings may differ from the next run's.**\n{body}")
+        parts += ["", section]
     return "\n".join(parts) + "\n"
 
 
-def main(run: bool = typer.Option(False, "--run", help="Rerun every benchmark before assembling the page.")) -> None:
+def readme_with_measurements(readme: str, results_dir: Path = RESULTS) -> str:
+    """``readme`` with its measured paragraph rewritten from the test split's quality results (unchanged without
+    the marks or the results)."""
+    start, end = README_MARKS
+    quality = results_dir / "quality.json"
+    if start not in readme or end not in readme or not quality.exists():
+        return readme
+    text = importlib.import_module("benchmarks.quality").headline(json.loads(quality.read_text()))
+    before, rest = readme.split(start, 1)
+    return f"{before}{start}\n{text}\n{end}{rest.split(end, 1)[1]}"
+
+
+def main(
+    run: bool = typer.Option(False, "--run", help="Rerun every benchmark before assembling the page."),
+    allow_dirty: bool = typer.Option(False, "--allow-dirty", help="Run from a tree with uncommitted changes; "
+                                     "the page flags every section measured so."),
+) -> None:
     """Assemble docs/BENCHMARKS.md from the saved results (after rerunning the benchmarks with --run)."""
     if run:
-        for _, module in SECTIONS:
-            if (ROOT / Path(*module.split("."))).with_suffix(".py").exists():
-                subprocess.run([sys.executable, "-m", module], cwd=ROOT, check=True)
+        changes = uncommitted_changes()
+        if changes and not allow_dirty:
+            typer.secho(f"error: {len(changes)} tracked file(s) have uncommitted changes (first: {changes[0][3:]}); "
+                        "commit them, or pass --allow-dirty and the page will flag every section", fg="red", err=True)
+            raise typer.Exit(2)
+        for _, module, args in SECTIONS:
+            typer.echo(f"running {command(module, args)}", err=True)
+            done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT)
+            if done.returncode != 0:
+                typer.secho(f"error: {command(module, args)} failed (exit {done.returncode})", fg="red", err=True)
+                raise typer.Exit(1)
     write_atomic(PAGE, page())
-    typer.echo(f"wrote {PAGE.relative_to(ROOT)}")
+    write_atomic(README, readme_with_measurements(README.read_text()))
+    typer.echo(f"wrote {PAGE.relative_to(ROOT)} and {README.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ SDR_AT_ONE = 0.0
 MAX_STEPS = 8
 # Below this estimated level the input is treated as clean and returned untouched ("do no harm").
 CLEAN_FLOOR = 0.08
-# Steps ``--steps auto`` spends on a damaged input. The quality-vs-steps curve in docs/BENCHMARKS.md decides it: with
-# the shipped model, extra steps did not improve SI-SDR on real Spleeter output, so auto spends one.
+# Steps ``--steps auto`` spends on a damaged input, decided by the val split's quality-vs-steps curve
+# (``python -m benchmarks.quality --split val``, on docs/BENCHMARKS.md): with the shipped model, extra steps did not
+# improve SI-SDR on real Spleeter output there, so auto spends one.
 AUTO_STEPS = 1
 
 
@@ -111,9 +112,10 @@ def stem_residual_coherence(stem_spec: np.ndarray, mix_spec: np.ndarray) -> floa
     return coherence_evidence(stem_spec, mix_spec)[0]
 
 
-# The coherence that maps to t = 0 and t = 1. Measured on 30 s excerpts of rendered songs (benchmarks/calibrate.py
-# reports the same measurement on the test split): true stems sit at 0.00 +/- 0.01; ladder stems rise from ~0.05 at
-# t = 0.1 to 0.45-0.85 at t = 0.8; real Spleeter 2stems outputs (SI-SDR 1-11 dB, i.e. t = 0.73-0.98) at 0.67-0.85.
+# The coherence that maps to t = 0 and t = 1. Measured on 30 s excerpts of rendered songs: true stems sit at
+# 0.00 +/- 0.01; ladder stems rise from ~0.05 at t = 0.1 to 0.45-0.85 at t = 0.8; real Spleeter 2stems outputs (SI-SDR
+# 1-11 dB, i.e. t = 0.73-0.98) at 0.67-0.85. ``python -m benchmarks.calibrate`` repeats the measurement on the val
+# split and proposes values; a change must rest on that, never on the test split.
 COHERENCE_AT_ZERO = 0.02
 COHERENCE_AT_ONE = 0.8
 
