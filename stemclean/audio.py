@@ -124,7 +124,7 @@ def channel(source: Source, index: int) -> Source:
 
     def read() -> Blocks:
         for block in source.read():
-            yield block[index : index + 1]
+            yield block[index : index + 1].copy()  # a view would keep every channel of the block alive downstream
 
     return Source(source.name, source.rate, 1, source.frames, read, source.format, source.subtype)
 

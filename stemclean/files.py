@@ -164,7 +164,10 @@ def output_lock(final: Path) -> Iterator[bool]:
     """
     path = _lock_name(final)
     with interrupts.deferred():  # as in scratch_dir: a lock file taken is always a lock file removed
-        fd = _try_lock(path)
+        try:
+            fd = _try_lock(path)
+        except OSError as err:  # name the folder, not the hidden lock file
+            raise type(err)(err.errno, err.strerror, str(final.parent)) from None
         if fd is not None:
             _held_locks[path] = fd
     try:
