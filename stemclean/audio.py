@@ -92,13 +92,19 @@ def file_source(path: str | Path, name: str | None = None) -> Source:
         done = 0
         try:
             with sf.SoundFile(str(path)) as f:
-                for block in f.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
+                for block in f.blocks(block_frames(info.channels), dtype="float32", always_2d=True):
                     yield check_samples(block.T, name, done, info.samplerate)
                     done += len(block)
         except (sf.LibsndfileError, RuntimeError) as err:
             raise AudioError(f"{name}: cannot be decoded after {done / info.samplerate:.2f} s ({_first_line(err)})")
 
     return Source(name, info.samplerate, info.channels, info.frames, read, info.format, info.subtype)
+
+
+def block_frames(channels: int) -> int:
+    """Frames per block for a file of ``channels``: BLOCK_FRAMES up to stereo, fewer for wider files, so that a block
+    never holds more bytes than a stereo one and memory does not grow with the channel count."""
+    return max(1024, BLOCK_FRAMES * 2 // max(2, channels))
 
 
 def _first_line(err: Exception) -> str:
@@ -142,7 +148,7 @@ def interleaved(parts: list[Iterable[np.ndarray]], widths: list[int]) -> Blocks:
             for block in blocks:
                 spools[-1].write(np.ascontiguousarray(block.T, dtype=np.float32).tobytes())
             spools[-1].seek(0)
-        for last in rebuffer(parts[-1], BLOCK_FRAMES):
+        for last in rebuffer(parts[-1], block_frames(sum(widths))):
             n = last.shape[1]
             spooled = [np.frombuffer(f.read(4 * n * w), np.float32).reshape(n, w).T for f, w in zip(spools, widths)]
             yield np.concatenate(spooled + [last], axis=0)
@@ -383,7 +389,8 @@ def _write_rescaled(
     peak = _write_blocks(blocks, scratch, rate, channels, "WAV", "FLOAT", label)
     gain = 1.0 / peak if peak > 1.0 else 1.0
     with sf.SoundFile(scratch) as f:
-        scaled = (b.T * np.float32(gain) for b in f.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True))
+        stored = f.blocks(block_frames(channels), dtype="float32", always_2d=True)
+        scaled = (b.T * np.float32(gain) for b in stored)
         _write_blocks(scaled, name, rate, channels, fmt, subtype, label)
     return peak, gain
 

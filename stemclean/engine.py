@@ -299,8 +299,9 @@ def stream(
         _correction(s, m, model, levels, type_index, strength, group_progress(i)) for i, (s, m) in enumerate(groups)
     ]
     correction = parts[0] if len(parts) == 1 else audio.interleaved(parts, [s.channels for s, _ in groups])
-    original = audio.rebuffer(stem.read(), audio.BLOCK_FRAMES)
-    return plan, (s + c for s, c in zip(original, audio.rebuffer(correction, audio.BLOCK_FRAMES)))
+    block = audio.block_frames(stem.channels)
+    original = audio.rebuffer(stem.read(), block)
+    return plan, (s + c for s, c in zip(original, audio.rebuffer(correction, block)))
 
 
 def _correction(
