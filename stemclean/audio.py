@@ -38,7 +38,7 @@ SUBTYPE_BITS = {"PCM_S8": 8, "PCM_U8": 8, "DPCM_8": 8, "PCM_16": 16, "DPCM_16": 
 # What a WAV or FLAC stream on stdin starts with (RIFF/RIFX/RF64/BW64 WAV, FLAC).
 STDIN_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"fLaC")
 # Extensions whose name is not their libsndfile format.
-EXTENSION_FORMATS = {"aif": "AIFF", "aifc": "AIFF", "oga": "OGG", "opus": "OGG"}
+EXTENSION_FORMATS = {"aif": "AIFF", "aifc": "AIFF", "oga": "OGG"}
 # libvorbis crashes (SIGSEGV) on higher rates instead of refusing them; 200 kHz is the highest rate checked to work.
 VORBIS_MAX_RATE = 200_000
 
@@ -183,11 +183,11 @@ def check_samples(block: np.ndarray, name: str | Path, start: int, rate: int) ->
     good = np.abs(block) <= MAX_SAMPLE  # False for NaN and infinity too
     if good.all():
         return block
-    channel, frame = np.unravel_index(np.argmin(good.T, axis=None), good.T.shape)[::-1]
+    frame, bad = np.unravel_index(np.argmin(good.T, axis=None), good.T.shape)  # the first in time, then channel
     seconds = (start + frame) / rate
     raise AudioError(
-        f"{name}: NaN, infinite or absurd sample ({block[channel, frame]:g}, beyond +-{MAX_SAMPLE:g}) at "
-        f"{int(seconds // 60)}:{seconds % 60:06.3f} in channel {channel + 1}"
+        f"{name}: NaN, infinite or absurd sample ({block[bad, frame]:g}, beyond +-{MAX_SAMPLE:g}) at "
+        f"{int(seconds // 60)}:{seconds % 60:06.3f} in channel {bad + 1}"
     )
 
 
@@ -266,7 +266,7 @@ def stdin_spool(limit: int = MAX_STDIN_BYTES) -> Iterator[Path]:
     random bytes nor an endless stream can fill the disk.
     """
     head = sys.stdin.buffer.read(4)
-    if head[:4] not in STDIN_MAGIC:
+    if head not in STDIN_MAGIC:
         raise AudioError(f"<stdin>: not a WAV or FLAC stream (it starts with {head!r})")
     with scratch_dir(None) as folder:
         spool = folder / "stdin"
