@@ -42,7 +42,14 @@ def _group(pgid: int) -> list[int]:
     return pids
 
 
-def _wait_until(condition, timeout: float = 30.0) -> bool:
+def _sigint_blocked(pid: int) -> bool:
+    """Whether the process holds SIGINT back, as ``python -m stemclean`` does while its libraries load."""
+    with open(f"/proc/{pid}/status") as f:
+        mask = next(line.split()[1] for line in f if line.startswith("SigBlk:"))
+    return bool(int(mask, 16) & (1 << (signal.SIGINT - 1)))
+
+
+def _wait_until(condition, timeout: float = 120.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -92,10 +99,10 @@ def test_ctrl_c_stops_a_parallel_batch_within_seconds(tmp_path, cli_env, moment)
     separated, songs = demucs_tree(tmp_path, tracks=("song_a",), seconds=8.0)
     out = tmp_path / "cleaned"
     batch = start_cli("batch", separated, "--mix-dir", songs, "-o", out, "-j", "2", "-s", "1", env=cli_env)
-    if moment == "starting":
-        time.sleep(0.2)
+    if moment == "starting":  # numpy and onnxruntime loading (before that, Python's own start-up is not ours to handle)
+        assert _wait_until(lambda: _sigint_blocked(batch.pid))
     elif moment == "loading":
-        time.sleep(1.0)
+        assert _wait_until(lambda: _worker_pids(batch)), "no worker was started"
     elif moment in ("writing", "twice"):
         assert _wait_until(_scratch_in(out)), "no output was started"
     else:
