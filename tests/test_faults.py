@@ -327,7 +327,8 @@ def test_two_batches_on_one_tree_clean_each_stem_once(tmp_path, cli_env):
 def _level(stem: Path, mix: Path, env: dict, *extra: str) -> dict:
     result = run_cli("run", str(stem), "-m", str(mix), "-o", "-", "--json", *extra, env=env)
     assert result.returncode == 0, result.stderr
-    return {**_strict_json(result.stderr), "audio": sf.read(io.BytesIO(result.stdout))[0]}
+    summary = result.stderr.decode().strip().splitlines()[-1]  # after any progress lines
+    return {**_strict_json(summary), "audio": sf.read(io.BytesIO(result.stdout))[0]}
 
 
 def test_start_level_survives_8_bit_files_and_single_outliers(tmp_path, cli_env):
