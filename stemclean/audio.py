@@ -7,11 +7,15 @@ estimate the start level, once to clean.
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +23,24 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from stemclean.files import atomic_path
+from stemclean.files import plain_os_error, publish, scratch_dir
 
 # Frames per block read from disk: large enough to keep Python overhead low, small enough to keep memory flat.
 BLOCK_FRAMES = 1 << 16
 CLIP_MODES = ("rescale", "clamp", "none")
+# No audio format means anything beyond this (float files hold +-1.0 at full scale); a larger value is a broken file,
+# and left in, it turns the whole output into NaN or full-scale DC.
+MAX_SAMPLE = 1e6
+# Stdin is spooled to a file because soundfile must seek; this is the default cap on that spool (--max-stdin).
+MAX_STDIN_BYTES = 4 * 10**9
+# Bits of the integer encodings, whose quantisation noise the start-level estimate must not take for damage.
+SUBTYPE_BITS = {"PCM_S8": 8, "PCM_U8": 8, "DPCM_8": 8, "PCM_16": 16, "DPCM_16": 16, "PCM_24": 24, "PCM_32": 32}
+# What a WAV or FLAC stream on stdin starts with (RIFF/RIFX/RF64/BW64 WAV, FLAC).
+STDIN_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"fLaC")
+# Extensions whose name is not their libsndfile format.
+EXTENSION_FORMATS = {"aif": "AIFF", "aifc": "AIFF", "oga": "OGG"}
+# libvorbis crashes (SIGSEGV) on higher rates instead of refusing them; 200 kHz is the highest rate checked to work.
+VORBIS_MAX_RATE = 200_000
 
 
 class AudioError(ValueError):
@@ -57,24 +74,41 @@ def file_source(path: str | Path, name: str | None = None) -> Source:
     """
     path = Path(path)
     name = name or str(path)
-    if not path.exists():
-        raise AudioError(f"{name}: no such file")
-    if not path.is_file():
-        raise AudioError(f"{name}: not a file")
+    try:  # the OS's own answer, so a symlink loop or a missing permission is named as such
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise AudioError(f"{name}: not a file")
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise AudioError(plain_os_error(err, name)) from None
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise AudioError(f"{name}: not a readable audio file ({reason})") from None
+        raise AudioError(f"{name}: not a readable audio file ({_first_line(err)})") from None
     if info.frames <= 0:
         raise AudioError(f"{name}: contains no audio (0 samples)")
 
     def read() -> Blocks:
-        with sf.SoundFile(str(path)) as f:
-            for block in f.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
-                yield _finite(block.T, name)
+        done = 0
+        try:
+            with sf.SoundFile(str(path)) as f:
+                for block in f.blocks(block_frames(info.channels), dtype="float32", always_2d=True):
+                    yield check_samples(block.T, name, done, info.samplerate)
+                    done += len(block)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioError(f"{name}: cannot be decoded after {done / info.samplerate:.2f} s ({_first_line(err)})")
 
     return Source(name, info.samplerate, info.channels, info.frames, read, info.format, info.subtype)
+
+
+def block_frames(channels: int) -> int:
+    """Frames per block for a file of ``channels``: BLOCK_FRAMES up to stereo, fewer for wider files, so that a block
+    never holds more bytes than a stereo one and memory does not grow with the channel count."""
+    return max(1024, BLOCK_FRAMES * 2 // max(2, channels))
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def array_source(audio: np.ndarray, rate: int, name: str = "array") -> Source:
@@ -82,13 +116,45 @@ def array_source(audio: np.ndarray, rate: int, name: str = "array") -> Source:
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 2 or audio.shape[1] == 0:
         raise AudioError(f"{name}: contains no audio (0 samples)")
-    _finite(audio, name)
+    check_samples(audio, name, 0, rate)
 
     def read() -> Blocks:
         for start in range(0, audio.shape[1], BLOCK_FRAMES):
             yield audio[:, start : start + BLOCK_FRAMES]
 
     return Source(name, int(rate), audio.shape[0], audio.shape[1], read)
+
+
+def channel(source: Source, index: int) -> Source:
+    """One channel of ``source`` as a mono :class:`Source` (the engine cleans wide files a channel at a time)."""
+
+    def read() -> Blocks:
+        for block in source.read():
+            yield block[index : index + 1].copy()  # a view would keep every channel of the block alive downstream
+
+    return Source(source.name, source.rate, 1, source.frames, read, source.format, source.subtype)
+
+
+def interleaved(parts: list[Iterable[np.ndarray]], widths: list[int]) -> Blocks:
+    """Join streams that each hold some of a file's channels (all the same length) into one stream of all of them.
+
+    The parts are produced one after another, each to the end, so every part but the last is spooled to an anonymous
+    temporary file (the kernel removes it however the process ends) and memory holds one block per part at a time.
+    """
+    spools = []
+    try:
+        for blocks in parts[:-1]:
+            spools.append(tempfile.TemporaryFile())
+            for block in blocks:
+                spools[-1].write(np.ascontiguousarray(block.T, dtype=np.float32).tobytes())
+            spools[-1].seek(0)
+        for last in rebuffer(parts[-1], block_frames(sum(widths))):
+            n = last.shape[1]
+            spooled = [np.frombuffer(f.read(4 * n * w), np.float32).reshape(n, w).T for f, w in zip(spools, widths)]
+            yield np.concatenate(spooled + [last], axis=0)
+    finally:
+        for f in spools:
+            f.close()
 
 
 def sum_source(sources: list[Source], name: str) -> Source:
@@ -109,10 +175,20 @@ def sum_source(sources: list[Source], name: str) -> Source:
     return Source(name, first.rate, first.channels, frames, read, first.format, first.subtype)
 
 
-def _finite(block: np.ndarray, name: str | Path) -> np.ndarray:
-    if not np.isfinite(block).all():
-        raise AudioError(f"{name}: contains NaN or infinite samples")
-    return block
+def check_samples(block: np.ndarray, name: str | Path, start: int, rate: int) -> np.ndarray:
+    """Refuse NaN, infinite and absurd (beyond :data:`MAX_SAMPLE`) samples, naming the first one's time and channel.
+
+    ``start`` is the block's first frame in the file, so the time is the file's, not the block's.
+    """
+    good = np.abs(block) <= MAX_SAMPLE  # False for NaN and infinity too
+    if good.all():
+        return block
+    frame, bad = np.unravel_index(np.argmin(good.T, axis=None), good.T.shape)  # the first in time, then channel
+    seconds = (start + frame) / rate
+    raise AudioError(
+        f"{name}: NaN, infinite or absurd sample ({block[bad, frame]:g}, beyond +-{MAX_SAMPLE:g}) at "
+        f"{int(seconds // 60)}:{seconds % 60:06.3f} in channel {bad + 1}"
+    )
 
 
 def rebuffer(blocks: Iterable[np.ndarray], size: int) -> Blocks:
@@ -182,24 +258,55 @@ def with_channels(blocks: Iterable[np.ndarray], channels: int) -> Blocks:
             yield np.repeat(block, channels, axis=0)
 
 
-def stdin_to_file() -> Path:
-    """Copy the audio stream on stdin to a temporary file, since soundfile needs to seek. The caller deletes it."""
-    fd, name = tempfile.mkstemp(prefix="stemclean-stdin-", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        shutil.copyfileobj(sys.stdin.buffer, f)
-    return Path(name)
+@contextmanager
+def stdin_spool(limit: int = MAX_STDIN_BYTES) -> Iterator[Path]:
+    """The WAV or FLAC stream on stdin, copied to a file (soundfile must seek) that is removed on every exit path.
+
+    The stream's first bytes are checked before anything is copied, and the copy stops at ``limit`` bytes, so neither
+    random bytes nor an endless stream can fill the disk.
+    """
+    head = sys.stdin.buffer.read(4)
+    if head not in STDIN_MAGIC:
+        raise AudioError(f"<stdin>: not a WAV or FLAC stream (it starts with {head!r})")
+    with scratch_dir(None) as folder:
+        spool = folder / "stdin"
+        try:
+            with open(spool, "wb") as f:
+                f.write(head)
+                copied = len(head)
+                while chunk := sys.stdin.buffer.read(io.DEFAULT_BUFFER_SIZE * 64):
+                    copied += len(chunk)
+                    if copied > limit:
+                        raise AudioError(f"<stdin>: more than {limit:,} bytes; raise --max-stdin or pass a file")
+                    f.write(chunk)
+        except OSError as err:
+            raise AudioError(plain_os_error(err, f"the copy of <stdin> in {folder.parent}")) from None
+        yield spool
+
+
+def extension_format(path: Path) -> str | None:
+    """The container an output name asks for (``x.flac`` -> ``FLAC``), ``None`` without an extension; refuses unknown
+    extensions, which would otherwise be written silently in the input's format."""
+    ext = path.suffix[1:].lower()
+    if not ext:
+        return None
+    fmt = EXTENSION_FORMATS.get(ext, ext.upper())
+    if fmt not in sf.available_formats():
+        raise AudioError(f"{path}: unknown audio extension .{ext}; use .wav, .flac, .ogg, .aiff or .mp3")
+    return fmt
 
 
 def output_format(requested: str | None, path: Path | None, fallback: str) -> str:
-    """The container to write: the one asked for, else the output name's extension, else ``fallback`` (the input's)."""
-    if requested:
-        fmt = requested.upper()
-    elif path is not None and path.suffix[1:].upper() in sf.available_formats():
-        fmt = path.suffix[1:].upper()
-    else:
-        fmt = fallback
+    """The container to write: the one asked for, else the output name's extension, else ``fallback`` (the input's).
+
+    A name whose extension says another container than ``requested`` is refused (``-o x.flac --format wav``).
+    """
+    named = extension_format(path) if path is not None else None
+    fmt = requested.upper() if requested else named or fallback
     if fmt not in sf.available_formats():
         raise AudioError(f"unknown output format {fmt.lower()!r}; try wav, flac or ogg")
+    if named is not None and named != fmt:
+        raise AudioError(f"{path}: the extension says {named.lower()} but --format says {fmt.lower()}; make them agree")
     return fmt
 
 
@@ -212,6 +319,22 @@ def output_subtype(fmt: str, requested: str | None, source: Source) -> str:
     return source.subtype if sf.check_format(fmt, source.subtype) else sf.default_subtype(fmt)
 
 
+def check_writable(fmt: str, subtype: str, rate: int, channels: int, name: str) -> None:
+    """Refuse, before any work, a rate or channel count the output format cannot hold.
+
+    libsndfile refuses most of these when a file is opened, so an empty file is opened in memory to ask it; Vorbis is
+    checked by hand first because its encoder crashes on high rates instead of refusing them.
+    """
+    if subtype == "VORBIS" and rate > VORBIS_MAX_RATE:
+        raise AudioError(f"{name}: Ogg Vorbis cannot hold {rate} Hz (at most {VORBIS_MAX_RATE}); use flac or wav")
+    try:
+        with sf.SoundFile(io.BytesIO(), "w", samplerate=rate, channels=channels, format=fmt, subtype=subtype):
+            pass
+    except (sf.LibsndfileError, RuntimeError) as err:
+        reason = _first_line(err).split(": ", 1)[-1].removeprefix("Error : ")
+        raise AudioError(f"{name}: {fmt.lower()} {subtype} cannot hold {channels} channel(s) at {rate} Hz ({reason})")
+
+
 def write(
     blocks: Iterable[np.ndarray],
     path: Path | None,
@@ -220,56 +343,81 @@ def write(
     fmt: str,
     subtype: str,
     clip_mode: str = "rescale",
+    overwrite: bool = False,
 ) -> dict:
-    """Write a stream to ``path`` atomically (``None`` means stdout) and return its peak and the gain applied.
+    """Write a stream to ``path`` (``None`` means stdout) and return its peak and the gain applied.
 
-    ``clip_mode``: ``rescale`` scales the whole output down if its peak exceeds full scale (this needs the peak first,
-    so the audio goes through a float32 scratch file); ``clamp`` clips each sample; ``none`` writes the values as they
-    are (integer subtypes then clip in libsndfile).
+    The file is built in a scratch folder and published whole by :func:`files.publish`, which replaces an existing
+    ``path`` only with ``overwrite``. ``clip_mode``: ``rescale`` scales the whole output down if its peak exceeds full
+    scale (this needs the peak first, so the audio goes through a float32 scratch file); ``clamp`` clips each sample;
+    ``none`` writes the values as they are (integer subtypes then clip in libsndfile).
     """
     if clip_mode not in CLIP_MODES:
         raise AudioError(f"unknown clip mode {clip_mode!r}; expected one of {', '.join(CLIP_MODES)}")
-    target = path if path is not None else Path(tempfile.mkdtemp(prefix="stemclean-out-")) / "out"
-    try:
-        with atomic_path(target) as final_name:
-            if clip_mode == "rescale":
-                peak, gain = _write_rescaled(blocks, final_name, rate, channels, fmt, subtype)
+    label = str(path) if path is not None else "<stdout>"
+    with scratch_dir(path) as scratch:
+        built = scratch / "out"
+        if clip_mode == "rescale":
+            peak, gain = _write_rescaled(blocks, built, scratch / "float32", rate, channels, fmt, subtype, label)
+        else:
+            if clip_mode == "clamp":
+                blocks = (np.clip(b, -1.0, 1.0) for b in blocks)
+            peak, gain = _write_blocks(blocks, built, rate, channels, fmt, subtype, label), 1.0
+        try:
+            if path is None:
+                with open(built, "rb") as f:
+                    shutil.copyfileobj(f, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
             else:
-                if clip_mode == "clamp":
-                    blocks = (np.clip(b, -1.0, 1.0) for b in blocks)
-                peak, gain = _write_blocks(blocks, final_name, rate, channels, fmt, subtype), 1.0
-        if path is None:
-            with open(target, "rb") as f:
-                shutil.copyfileobj(f, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
-    finally:
-        if path is None:
-            shutil.rmtree(target.parent, ignore_errors=True)
+                publish(built, path, overwrite)
+        except OSError as err:
+            raise AudioError(plain_os_error(err, label)) from None
     return {"peak": peak, "gain": gain}
 
 
 def _write_rescaled(
-    blocks: Iterable[np.ndarray], name: str, rate: int, channels: int, fmt: str, subtype: str
+    blocks: Iterable[np.ndarray],
+    name: Path,
+    scratch: Path,
+    rate: int,
+    channels: int,
+    fmt: str,
+    subtype: str,
+    label: str,
 ) -> tuple[float, float]:
     """Write through a float32 scratch file so the whole output's peak is known before the gain is chosen."""
-    fd, scratch = tempfile.mkstemp(dir=os.path.dirname(name), prefix=".stemclean-scratch-", suffix=".tmp")
-    os.close(fd)
-    try:
-        peak = _write_blocks(blocks, scratch, rate, channels, "WAV", "FLOAT")
-        gain = 1.0 / peak if peak > 1.0 else 1.0
-        with sf.SoundFile(scratch) as f:
-            scaled = (b.T * gain for b in f.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True))
-            _write_blocks(scaled, name, rate, channels, fmt, subtype)
-    finally:
-        os.unlink(scratch)
+    peak = _write_blocks(blocks, scratch, rate, channels, "WAV", "FLOAT", label)
+    gain = 1.0 / peak if peak > 1.0 else 1.0
+    with sf.SoundFile(scratch) as f:
+        stored = f.blocks(block_frames(channels), dtype="float32", always_2d=True)
+        scaled = (b.T * np.float32(gain) for b in stored)
+        _write_blocks(scaled, name, rate, channels, fmt, subtype, label)
     return peak, gain
 
 
-def _write_blocks(blocks: Iterable[np.ndarray], name: str, rate: int, channels: int, fmt: str, subtype: str) -> float:
+def _write_blocks(
+    blocks: Iterable[np.ndarray], name: Path, rate: int, channels: int, fmt: str, subtype: str, label: str
+) -> float:
+    """Write ``blocks`` to ``name`` and return their peak; ``label`` is the output's name in messages."""
     peak = 0.0
-    with sf.SoundFile(name, "w", samplerate=rate, channels=channels, format=fmt, subtype=subtype) as f:
-        for block in blocks:
-            if block.shape[1]:
-                peak = max(peak, float(np.max(np.abs(block))))
+    try:
+        with sf.SoundFile(name, "w", samplerate=rate, channels=channels, format=fmt, subtype=subtype) as f:
+            for block in blocks:
+                if not block.shape[1]:
+                    continue
+                block_peak = float(np.max(np.abs(block)))
+                if not block_peak <= MAX_SAMPLE:  # a bug upstream; never publish NaN
+                    raise AudioError(f"{label}: cleaning produced non-finite samples; nothing was written")
+                peak = max(peak, block_peak)
                 f.write(block.T)
+    except (sf.LibsndfileError, RuntimeError, AssertionError) as err:  # soundfile asserts on a short write
+        raise AudioError(_write_failure(name, label, err)) from None
     return peak
+
+
+def _write_failure(name: Path, label: str, err: Exception) -> str:
+    """libsndfile says only "System error." (or nothing) when a write fails; ask the file system for the cause."""
+    folder = os.statvfs(name.parent)
+    if folder.f_bavail * folder.f_frsize < 1 << 20:
+        return plain_os_error(OSError(errno.ENOSPC, "no space"), label)
+    return f"{label}: cannot be written ({_first_line(err)})"

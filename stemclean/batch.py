@@ -10,14 +10,13 @@ Outputs mirror the input tree: ``<outdir>/<path relative to root>/<name>_clean.<
 
 from __future__ import annotations
 
-import multiprocessing
+import os
 import re
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from stemclean import audio, engine
+from stemclean import audio, engine, files, pool
 from stemclean.stems import guess_stem_type
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
@@ -27,6 +26,10 @@ MIX_NAMES = ("mixture", "mix")
 DEFAULT_JOBS = 2
 # audio-separator names its outputs "<track>_(<Stem>)_<model>"; the stem name sits in the last parentheses.
 _SEPARATOR_NAME = re.compile(r"^(?P<track>.+)_\((?P<stem>[^()]+)\)_(?P<model>[^()]+)$")
+# Memory one worker may need at its peak, with room to spare: a stereo stem took ~0.5 GB, and wider files are cleaned a
+# channel at a time. More workers than cores only made a batch slower (-j 16 on 2 cores used 4.8 GB).
+WORKER_MEMORY = 1 << 30
+EXISTS = "exists (--overwrite redoes it)"
 
 
 @dataclass(frozen=True)
@@ -105,15 +108,48 @@ def mix_source(job: Job, mix_dir: Path | None) -> audio.Source:
 
 
 def clean_job(job: Job, model: engine.Model, mix_dir: Path | None, options: dict) -> dict:
-    """Clean one job; a failure becomes a result with its one-line reason instead of an exception."""
+    """Clean one job under its output's lock; a failure becomes a result with its one-line reason, not an exception.
+
+    The lock keeps two batches on one tree from cleaning the same stem; holding it also makes any scratch folder
+    beside the output a leftover of a killed run, which is removed. ``options`` are :func:`engine.clean_file`'s.
+    """
     try:
         job.output.parent.mkdir(parents=True, exist_ok=True)
-        summary = engine.clean_file(
-            audio.file_source(job.stem), mix_source(job, mix_dir), job.output, model, stem_type=job.stem_type, **options
-        )
+        with files.output_lock(job.output) as mine:
+            if not mine:
+                return result(job, "skipped", reason="another stemclean is making it right now")
+            files.remove_stale_scratch(job.output)
+            if job.output.exists() and not options.get("overwrite"):
+                return result(job, "skipped", reason=EXISTS)
+            stem = audio.file_source(job.stem)
+            summary = engine.clean_file(
+                stem, mix_source(job, mix_dir), job.output, model, stem_type=job.stem_type, **options
+            )
         return {"status": "cleaned", **summary}
-    except (audio.AudioError, engine.ModelError, ValueError, OSError, RuntimeError) as err:
-        return {"status": "failed", "stem": str(job.stem), "output": str(job.output), "error": str(err)}
+    except OSError as err:
+        return result(job, "failed", error=files.plain_os_error(err))
+    except (audio.AudioError, engine.ModelError, ValueError) as err:
+        return result(job, "failed", error=str(err))
+    except Exception as err:  # anything else is this file's failure too; the batch goes on
+        return result(job, "failed", error=f"{type(err).__name__}: {err}")
+
+
+def result(job: Job, status: str, **details: str) -> dict:
+    """A job's line in the summary: its status, stem and output, and the reason it failed or was skipped."""
+    return {"status": status, "stem": str(job.stem), "output": str(job.output), **details}
+
+
+def _crashed(task: tuple, how: str) -> dict:
+    return result(task[0], "failed", error=f"the cleaner crashed on this file ({how})")
+
+
+def _tidy(task: tuple) -> None:
+    """Remove what a worker that died or was killed in the middle of a job left beside its output."""
+    job = task[0]
+    if job.output.parent.is_dir():
+        with files.output_lock(job.output) as mine:
+            if mine:
+                files.remove_stale_scratch(job.output)
 
 
 _worker_model: engine.Model | None = None
@@ -124,8 +160,16 @@ def _init_worker(model_path: Path, device: str, threads: int) -> None:
     _worker_model = engine.Model(model_path, device=device, threads=threads)
 
 
-def _clean_in_worker(job: Job, mix_dir: Path | None, options: dict) -> dict:
+def _clean_in_worker(task: tuple) -> dict:
+    job, mix_dir, options = task
     return clean_job(job, _worker_model, mix_dir, options)
+
+
+def worker_limit(requested: int) -> int:
+    """``requested`` workers, capped by the cores this process may use and by the machine's memory."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return max(1, min(requested, cores, memory // WORKER_MEMORY))
 
 
 def run(
@@ -136,23 +180,20 @@ def run(
     workers: int,
     on_done: Callable[[dict], None],
 ) -> list[dict]:
-    """Clean ``jobs`` with ``workers`` processes (each with its own model session); results in completion order.
+    """Clean ``jobs`` in ``workers`` processes (each with its own model session); results in completion order.
 
-    Processes rather than threads: the STFT and the sampler hold the GIL between onnxruntime calls.
+    Processes rather than threads: the STFT and the sampler hold the GIL between onnxruntime calls. Even one job at a
+    time runs in a worker, so that a crash in a codec fails that file alone and the batch goes on.
     """
-    results = []
-    workers = min(workers, len(jobs))  # a spare worker would only cost a process start and a model load
-    if workers <= 1:
-        for job in jobs:
-            results.append(clean_job(job, model, mix_dir, options))
-            on_done(results[-1])
-        return results
+    results: list[dict] = []
+    workers = max(1, min(workers, len(jobs)))  # a spare worker would only cost a process start and a model load
+
+    def done(outcome: dict) -> None:
+        results.append(outcome)
+        on_done(outcome)
+
     threads = max(1, engine.DEFAULT_THREADS // workers)
-    context = multiprocessing.get_context("spawn")
+    tasks = [(job, mix_dir, options) for job in jobs]
     initargs = (model.path, model.device, threads)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
-        futures = [pool.submit(_clean_in_worker, job, mix_dir, options) for job in jobs]
-        for future in as_completed(futures):
-            results.append(future.result())
-            on_done(results[-1])
+    pool.run(tasks, _clean_in_worker, _init_worker, initargs, workers, done, _crashed, _tidy)
     return results

@@ -7,7 +7,10 @@ stderr; ``--debug`` shows the traceback instead. Only audio (``-o -``) or ``--js
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import signal
 import sys
 from contextlib import contextmanager
 from enum import Enum
@@ -19,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from stemclean import __version__, audio, batch, engine, modelinfo, progress, schedule
+from stemclean import __version__, audio, batch, engine, files, interrupts, modelinfo, progress, schedule
 from stemclean.stems import STEM_TYPES, guess_stem_type
 
 
@@ -80,24 +83,36 @@ class UsageProblem(Exception):
 
 @contextmanager
 def _reported(debug: bool):
-    """Turn failures into one red line and the documented exit code, unless ``--debug`` asks for the traceback."""
+    """Turn failures into one red line and the documented exit code, unless ``--debug`` asks for the traceback.
+
+    SIGINT, SIGTERM and SIGHUP stop the command the same way (see :mod:`stemclean.interrupts`), so each one removes
+    the command's temporary files and workers before the process exits with 128 + the signal's number.
+    """
+    previous = {signum: signal.getsignal(signum) for signum in interrupts.SIGNALS}
+    interrupts.install()
     try:
         yield
     except (typer.Exit, typer.Abort):
         raise
-    except KeyboardInterrupt:
-        stderr.print("[red]interrupted[/red]")
-        raise typer.Exit(130) from None
+    except (KeyboardInterrupt, interrupts.Interrupted) as err:
+        stopped = err if isinstance(err, interrupts.Interrupted) else interrupts.Interrupted(signal.SIGINT)
+        stderr.print(f"[red]interrupted ({stopped}); unfinished outputs were removed[/red]")
+        raise typer.Exit(stopped.exit_code) from None
     except Exception as err:
         if debug:
             raise
         code = 2 if isinstance(err, UsageProblem) else 1
-        known = (UsageProblem, audio.AudioError, engine.ModelError, ValueError, OSError)
-        message = (
-            str(err) if isinstance(err, known) else f"{type(err).__name__}: {err} (rerun with --debug for details)"
-        )
+        if isinstance(err, OSError):
+            message = files.plain_os_error(err)
+        elif isinstance(err, (UsageProblem, audio.AudioError, engine.ModelError, ValueError)):
+            message = str(err)
+        else:
+            message = f"{type(err).__name__}: {err} (rerun with --debug for details)"
         stderr.print(f"[bold red]error:[/bold red] {escape(message)}")
         raise typer.Exit(code) from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextmanager
@@ -131,8 +146,18 @@ def _parse_steps(text: str) -> int | str:
     raise UsageProblem(f"--steps must be auto or 1..{schedule.MAX_STEPS}, got {text!r}")
 
 
+def _parse_size(text: str) -> int:
+    """``4G``, ``500M``, ``64k`` or a plain number of bytes (powers of 1000, as disks are sold)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)[bB]?\s*", text)
+    if not match:
+        raise UsageProblem(f"--max-stdin must be a size such as 4G, 500M or 100000, got {text!r}")
+    return int(float(match[1]) * 1000 ** " kmgt".index(match[2].lower() or " "))
+
+
 def _check_output(output: Path, inputs: list[Path], overwrite: bool) -> None:
     """Refuse outputs that would overwrite an input, land in a missing folder, or replace a file silently."""
+    if output.is_dir():
+        raise UsageProblem(f"output {output} is a folder; give a file name such as {output / 'vocals_clean.wav'}")
     if not output.parent.is_dir():
         raise UsageProblem(f"output directory {output.parent} does not exist; create it first")
     if any(p.exists() and output.exists() and os.path.samefile(p, output) for p in inputs):
@@ -142,16 +167,13 @@ def _check_output(output: Path, inputs: list[Path], overwrite: bool) -> None:
 
 
 @contextmanager
-def _opened_stem(stem: str):
-    """The stem as a Source; ``-`` buffers stdin in a temporary file (soundfile must seek), removed afterwards."""
+def _opened_stem(stem: str, max_stdin: int):
+    """The stem as a Source; ``-`` spools stdin to a temporary file (soundfile must seek), removed afterwards."""
     if stem != "-":
         yield audio.file_source(stem)
         return
-    copy = audio.stdin_to_file()
-    try:
+    with audio.stdin_spool(max_stdin) as copy:
         yield audio.file_source(copy, name="<stdin>")
-    finally:
-        copy.unlink(missing_ok=True)
 
 
 def _output_path(
@@ -168,15 +190,27 @@ def _output_path(
 
 
 def _summary_line(summary: dict) -> str:
+    """What was done, truthfully: the steps, or why there were none, and any gain the clip mode applied."""
     where = "stdout" if summary["output"] == "-" else summary["output"]
     stem_type = summary["stem_type"]
     what = f"{stem_type} (set it with --stem-type)" if stem_type == "unknown" else stem_type
-    if not summary["levels"]:
-        return f"{where}: {what}; input looks clean (level {summary['start_level']:.2f}); copied unchanged"
-    return (
-        f"{where}: {what}; {summary['steps']} step(s) from level {summary['start_level']:.2f}, "
-        f"{summary['realtime_factor']:.1f}x real time"
+    gain = (
+        f"; turned down {-20 * math.log10(summary['gain']):.1f} dB so that it does not clip (--clip-mode)"
+        if summary["gain"] < 1.0
+        else ""
     )
+    if summary["steps"]:
+        return (
+            f"{where}: {what}; {summary['steps']} step(s) from level {summary['start_level']:.2f}, "
+            f"{summary['realtime_factor']:.1f}x real time{gain}"
+        )
+    why = "strength 0" if summary["strength"] == 0 else f"input looks clean (level {summary['start_level']:.2f})"
+    return f"{where}: {what}; {why}; copied{gain or ' unchanged'}"
+
+
+def _json(value) -> str:
+    """Strict JSON: a NaN or infinity is a bug to report, not a bare ``NaN`` that no JSON parser accepts."""
+    return json.dumps(value, allow_nan=False)
 
 
 Steps = Annotated[str, typer.Option("--steps", "-s", help="Sampler steps: auto (as many as the input needs) or 1..8.")]
@@ -199,6 +233,9 @@ Overwrite = Annotated[
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON summary (to stdout, or stderr when -o -).")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")]
+MaxStdin = Annotated[
+    str, typer.Option("--max-stdin", help="Largest stream accepted on stdin (it is spooled to $TMPDIR), e.g. 4G, 500M.")
+]
 
 
 @app.command(cls=_Command)
@@ -228,6 +265,7 @@ def run(
     quiet: Quiet = False,
     json_out: JsonOut = False,
     debug: Debug = False,
+    max_stdin: MaxStdin = "4G",
 ) -> None:
     """Clean one stem using its mix.
 
@@ -239,7 +277,7 @@ def run(
     with _reported(debug):
         steps_value = _parse_steps(steps)
         _check_options(strength, device)
-        with _opened_stem(stem) as stem_source:
+        with _opened_stem(stem, _parse_size(max_stdin)) as stem_source:
             with _usage_errors():
                 out_path = _output_path(stem, output, fmt, stem_source, mix, overwrite)
                 to_stdout_as = "WAV" if out_path is None else None
@@ -261,10 +299,11 @@ def run(
                     fmt=out_fmt,
                     subtype=subtype,
                     clip_mode=clip_mode.value,
+                    overwrite=overwrite,
                     on_progress=lambda done, total: shown.update(task, completed=done, total=total),
                 )
     if json_out:
-        (stderr.file if out_path is None else sys.stdout).write(json.dumps(summary) + "\n")
+        (stderr.file if out_path is None else sys.stdout).write(_json(summary) + "\n")
     elif not quiet:
         stderr.print(_summary_line(summary))
 
@@ -310,6 +349,9 @@ def batch_command(
         if jobs < 1:
             raise UsageProblem(f"--jobs must be at least 1, got {jobs}")
         _check_options(strength, device)
+        workers = batch.worker_limit(jobs)
+        if workers < jobs and not quiet:
+            stderr.print(f"-j {jobs}: running {workers} at once (the cores and memory of this machine allow no more)")
         with _usage_errors():
             suffix = f".{audio.output_format(fmt, None, 'WAV').lower()}" if fmt else None
         planned = batch.plan(root, outdir, mix_dir, suffix)
@@ -318,9 +360,7 @@ def batch_command(
                 f"no stems found under {root} (expected <model>/<track>/<stem>.wav or <track>_(Stem)_<model>.wav)"
             )
         todo = [job for job in planned if overwrite or not job.output.exists()]
-        skipped = [
-            {"status": "skipped", "stem": str(j.stem), "output": str(j.output)} for j in planned if j not in todo
-        ]
+        skipped = [batch.result(j, "skipped", reason=batch.EXISTS) for j in planned if j not in todo]
         loaded = engine.Model(model, device=device)
         options = {
             "steps": steps_value,
@@ -328,13 +368,14 @@ def batch_command(
             "fmt": fmt,
             "subtype": subtype,
             "clip_mode": clip_mode.value,
+            "overwrite": overwrite,
         }
         with progress.display(stderr, quiet) as shown:
             task = shown.add_task(f"cleaning {len(todo)} stem(s)", total=len(todo))
-            results = batch.run(todo, loaded, mix_dir, options, jobs, lambda _: shown.advance(task))
+            results = batch.run(todo, loaded, mix_dir, options, workers, lambda _: shown.advance(task))
     results = sorted(skipped + results, key=lambda r: r["stem"])
     if json_out:
-        sys.stdout.write(json.dumps(results) + "\n")
+        sys.stdout.write(_json(results) + "\n")
     elif not quiet:
         stderr.print(_batch_table(results))
     if any(r["status"] == "failed" for r in results):
@@ -350,7 +391,7 @@ def _batch_table(results: list[dict]) -> Table:
         if r["status"] == "cleaned":
             detail = f"{r['output']} ({r['realtime_factor']:.1f}x real time)"
         else:
-            detail = r.get("error") or f"{r['output']} exists (--overwrite redoes it)"
+            detail = r.get("error") or f"{r['output']}: {r['reason']}"
         steps = str(r["steps"]) if "steps" in r else ""
         table.add_row(r["stem"], f"[{styles[r['status']]}]{r['status']}[/]", steps, escape(detail))
     counts = {s: sum(r["status"] == s for r in results) for s in styles}
@@ -366,7 +407,8 @@ def info(
     ] = False,
 ) -> None:
     """Show the model and a summary of its card, the device auto picks, and the versions in use."""
-    found = modelinfo.details(model or engine.default_model_path())
+    with _reported(debug=False):
+        found = modelinfo.details(model or engine.default_model_path())
     text = json.dumps(found, indent=2) if json_out else "\n".join(modelinfo.summary(found))
     with _reader_may_leave():
         sys.stdout.write(text + "\n")

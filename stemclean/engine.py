@@ -177,20 +177,44 @@ def _model_rate_streams(stem: Source, mix: Source) -> tuple[Blocks, Blocks]:
     return audio.fixed_length(stem_blocks, length), audio.fixed_length(mix_blocks, length)
 
 
+def channel_groups(stem: Source, mix: Source) -> list[tuple[Source, Source]]:
+    """(stem, mix) pairs that are cleaned one after another: the whole file when it is mono or stereo, else one
+    channel at a time, so memory stays that of a stereo file at any channel count (64 channels once took 7.6 GB).
+    """
+    if stem.channels <= 2:
+        return [(stem, mix)]
+    return [
+        (audio.channel(stem, c), audio.channel(mix, c) if mix.channels == stem.channels else mix)
+        for c in range(stem.channels)
+    ]
+
+
 def estimate_level(stem: Source, mix: Source) -> float:
     """The file's start level: the per-chunk spectral estimates, weighted by how much evidence each chunk holds.
 
     The weight is the evidence of :func:`schedule.coherence_evidence` (its bins' total weight), so a quiet or
-    one-sided chunk counts little, as it would in a whole-file estimate.
+    one-sided chunk counts little, as it would in a whole-file estimate. Channel groups add their evidence per chunk.
     """
-    stem_blocks, mix_blocks = _model_rate_streams(stem, mix)
-    total = weighted = 0.0
-    for s, m in zip(audio.rebuffer(stem_blocks, STEP), audio.rebuffer(mix_blocks, STEP)):
-        s_spec, m_spec = spectral.stft(s, hop=LEVEL_HOP), spectral.stft(m, hop=LEVEL_HOP)
-        coherence, weight = schedule.coherence_evidence(s_spec, m_spec)
-        weighted += weight * float(schedule.level_for_coherence(coherence))
-        total += weight
-    return weighted / total if total > 1e-9 else 0.0
+    floor = schedule.quantisation_floor(
+        audio.SUBTYPE_BITS.get(stem.subtype), stem.rate, spectral.N_FFT, spectral.SAMPLE_RATE
+    )
+    agreement: list[float] = []  # per chunk: coherence x evidence, summed over channel groups
+    evidence: list[float] = []
+    for stem_group, mix_group in channel_groups(stem, mix):
+        stem_blocks, mix_blocks = _model_rate_streams(stem_group, mix_group)
+        for i, (s, m) in enumerate(zip(audio.rebuffer(stem_blocks, STEP), audio.rebuffer(mix_blocks, STEP))):
+            s_spec, m_spec = spectral.stft(s, hop=LEVEL_HOP), spectral.stft(m, hop=LEVEL_HOP)
+            coherence, weight = schedule.coherence_evidence(s_spec, m_spec, floor)
+            if i == len(evidence):
+                agreement.append(0.0)
+                evidence.append(0.0)
+            agreement[i] += coherence * weight
+            evidence[i] += weight
+    weights = np.asarray(evidence)
+    if not np.sum(weights) > 0:
+        return 0.0
+    coherences = np.divide(agreement, weights, out=np.zeros_like(weights), where=weights > 0)
+    return float(np.sum(weights * schedule.level_for_coherence(coherences)) / np.sum(weights))
 
 
 def plan_levels(steps: int | str, start_level: float) -> list[float]:
@@ -259,11 +283,37 @@ def stream(
     type_index = stem_index(stem_type)
     check_pair(stem, mix)
     start_level = estimate_level(stem, mix)
-    levels = plan_levels(steps, start_level)
+    levels = plan_levels(steps, start_level) if strength > 0 else []
     plan = {"start_level": start_level, "levels": levels, "steps": len(levels)}
-    if not levels or strength == 0:
+    if not levels:
         return plan, stem.read()
 
+    groups = channel_groups(stem, mix)
+
+    def group_progress(index: int) -> ProgressFn | None:
+        if on_progress is None:
+            return None
+        return lambda done, total: on_progress(index * total + done, len(groups) * total)
+
+    parts = [
+        _correction(s, m, model, levels, type_index, strength, group_progress(i)) for i, (s, m) in enumerate(groups)
+    ]
+    correction = parts[0] if len(parts) == 1 else audio.interleaved(parts, [s.channels for s, _ in groups])
+    block = audio.block_frames(stem.channels)
+    original = audio.rebuffer(stem.read(), block)
+    return plan, (s + c for s, c in zip(original, audio.rebuffer(correction, block)))
+
+
+def _correction(
+    stem: Source,
+    mix: Source,
+    model: Model,
+    levels: list[float],
+    type_index: int,
+    strength: float,
+    on_progress: ProgressFn | None,
+) -> Blocks:
+    """``strength * (cleaned - stem)`` for one channel group, at the stem's rate and exactly its length."""
     stem_blocks, mix_blocks = _model_rate_streams(stem, mix)
     total = audio.resampled_length(stem.frames, stem.rate, spectral.SAMPLE_RATE)
 
@@ -277,9 +327,7 @@ def stream(
                 on_progress(done, total)
 
     at_stem_rate = audio.resampled(_crossfaded(corrections()), spectral.SAMPLE_RATE, stem.rate, stem.channels)
-    correction = audio.rebuffer(audio.fixed_length(at_stem_rate, stem.frames), audio.BLOCK_FRAMES)
-    original = audio.rebuffer(stem.read(), audio.BLOCK_FRAMES)
-    return plan, (s + c for s, c in zip(original, correction))
+    return audio.fixed_length(at_stem_rate, stem.frames)
 
 
 def load_model(model: Model | str | Path | None, device: str = "auto", threads: int = DEFAULT_THREADS) -> Model:
@@ -342,16 +390,22 @@ def clean_file(
     fmt: str | None = None,
     subtype: str | None = None,
     clip_mode: str = "rescale",
+    overwrite: bool = False,
     on_progress: ProgressFn | None = None,
 ) -> dict:
-    """Clean ``stem`` into ``output`` (``None``: stdout), atomically, and return a summary of what was done."""
+    """Clean ``stem`` into ``output`` (``None``: stdout), atomically, and return a summary of what was done.
+
+    The output format is checked against the stem's rate and channels before any work. An existing ``output`` is
+    replaced only with ``overwrite``, even one that appeared while cleaning.
+    """
     started = time.perf_counter()
     fmt = audio.output_format(fmt, output, stem.format)
     subtype = audio.output_subtype(fmt, subtype, stem)
+    audio.check_writable(fmt, subtype, stem.rate, stem.channels, str(output) if output is not None else "<stdout>")
     plan, blocks = stream(
         stem, mix, model, steps=steps, strength=strength, stem_type=stem_type, on_progress=on_progress
     )
-    written = audio.write(blocks, output, stem.rate, stem.channels, fmt, subtype, clip_mode)
+    written = audio.write(blocks, output, stem.rate, stem.channels, fmt, subtype, clip_mode, overwrite)
     elapsed = time.perf_counter() - started
     return {
         "stem": stem.name,

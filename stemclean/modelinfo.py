@@ -26,7 +26,7 @@ def details(path: Path) -> dict:
     found = {
         "model": str(path),
         "model_found": path.is_file(),
-        "card": json.loads(card_path.read_text()) if card_path.is_file() else None,
+        "card": _card(card_path),
         "metadata": None,
         "providers": ort.get_available_providers(),
         "auto_provider": _name(engine.providers_for("auto")[0]),
@@ -46,6 +46,19 @@ def details(path: Path) -> dict:
         except engine.ModelError as err:
             found["metadata"] = {"error": str(err)}
     return found
+
+
+def _card(path: Path) -> dict | None:
+    """The model card beside the model, or ``None`` when there is none; a broken one is refused in one line."""
+    if not path.is_file():
+        return None
+    try:
+        card = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise engine.ModelError(f"{path}: the model card is not valid JSON ({err})") from None
+    if not isinstance(card, dict):
+        raise engine.ModelError(f"{path}: the model card should be a JSON object, found {type(card).__name__}")
+    return card
 
 
 def _name(provider: str | tuple) -> str:

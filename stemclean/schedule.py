@@ -59,23 +59,57 @@ MAX_LAG_S = 0.01
 LAG_PEAK_Z = 6.0
 
 
-def coherence_evidence(stem_spec: np.ndarray, mix_spec: np.ndarray) -> tuple[float, float]:
+# No frame's evidence may exceed this multiple of the median frame's: one click (a single wild sample) is broadband and
+# loud, and uncapped it outweighed everything else in its chunk, so one sample could mark a whole damaged file clean.
+FRAME_WEIGHT_CAP = 4.0
+# Bins below this one (under ~30 Hz at 44.1 kHz) are not evidence: they hold no music, and a DC offset that is in the
+# stem alone (8-bit files written by truncation carry half a step of it) read as strong anti-coherence there.
+LOWEST_BIN = 2
+# Bins within this multiple of the quantisation noise's expected magnitude are not evidence (see quantisation_floor).
+NOISE_FLOOR_MARGIN = 3.0
+
+
+def quantisation_floor(bits: int | None, rate: int, n_fft: int, model_rate: int) -> float:
+    """Magnitude below which an STFT bin of a ``bits``-bit file is mostly quantisation noise (0 for float files).
+
+    That noise is in the stem but not in the mix, so it appears in the residual with the opposite sign and reads as
+    strongly anti-coherent: an 8-bit copy of a damaged stem used to read as clean. A uniform quantiser adds white
+    noise of power step^2 / 12 per sample; a Hann-windowed bin gathers 3/8 * n_fft of it, and resampling up from a
+    lower rate packs it into fewer bins.
+    """
+    if bits is None:
+        return 0.0
+    power = (2.0 ** (1 - bits)) ** 2 / 12 * 0.375 * n_fft * max(1.0, model_rate / rate)
+    return NOISE_FLOOR_MARGIN * float(np.sqrt(power))
+
+
+def coherence_evidence(stem_spec: np.ndarray, mix_spec: np.ndarray, floor: float = 0.0) -> tuple[float, float]:
     """Phase coherence between the stem and the residual ``mix - stem``, in [-1, 1], and the evidence behind it.
 
     A true stem and the other sources are independent, so their per-bin phases are unrelated and the coherence is near
     zero. A separator's error, whether bleed (the stem holds a share of the others) or loss (the residual holds a share
     of the stem), puts the same content on both sides with the same phase, so the coherence rises toward one. Bins are
-    weighted by the weaker side's magnitude: only bins where both sides carry energy tell anything. The evidence is the
-    total of those weights, so estimates from several chunks can be weighted by how much each one saw.
+    weighted by the weaker side's magnitude above ``floor`` (see :func:`quantisation_floor`): only bins where both
+    sides carry energy tell anything. Frames (the last axis) are weighed robustly, each at most FRAME_WEIGHT_CAP times
+    the median frame. The evidence is the total weight, so estimates from several chunks can be weighted by it. Both
+    numbers scale with the audio alone: a hot or a very quiet file reads the same as a normalised one.
     """
     resid = mix_spec - stem_spec
-    weight = np.minimum(np.abs(stem_spec), np.abs(resid))
+    weight = np.maximum(np.minimum(np.abs(stem_spec), np.abs(resid)) - floor, 0.0)
+    weight[..., :LOWEST_BIN, :] = 0.0
     cross = stem_spec * np.conj(resid)
-    unit = cross / np.maximum(np.abs(cross), 1e-12)
-    total = float(np.sum(weight))
-    if total <= 1e-9:
-        return 0.0, total
-    bin_sums = np.sum(weight * unit, axis=tuple(i for i in range(unit.ndim) if i != unit.ndim - 2))
+    size = np.abs(cross)
+    unit = np.divide(cross, size, out=np.zeros_like(cross), where=size > 0)
+    frame_axes = tuple(range(weight.ndim - 1))
+    frame_weight = np.sum(weight, axis=frame_axes, dtype=np.float64)
+    active = frame_weight[frame_weight > 0]
+    if not active.size:
+        return 0.0, 0.0
+    cap = FRAME_WEIGHT_CAP * np.median(active)
+    scale = np.divide(cap, frame_weight, out=np.ones_like(frame_weight), where=frame_weight > cap)
+    total = float(np.sum(frame_weight * scale))
+    # each bin's capped, weighted sum of unit cross terms over channels and frames, for the search over lags
+    bin_sums = np.sum(weight * unit * scale, axis=tuple(i for i in range(unit.ndim) if i != unit.ndim - 2))
     return lagged_agreement(bin_sums) / total, total
 
 

@@ -107,14 +107,19 @@ def mix_model(tmp_path) -> Path:
     return write_gain_model(tmp_path / "mix.onnx", stem_gain=0.0, mix_gain=1.0)
 
 
-@pytest.fixture
-def song(tmp_path) -> dict[str, Path]:
-    """A 3 s stereo stem (``vocals.wav``) and its mix (``mix.wav``) on disk, 44.1 kHz float."""
-    stem, mix = tone_mix(3.0)
-    paths = {"stem": tmp_path / "vocals.wav", "mix": tmp_path / "mix.wav"}
+def write_song(folder: Path, seconds: float) -> dict[str, Path]:
+    """A stereo stem (``vocals.wav``) and its mix (``mix.wav``) from :func:`tone_mix` on disk, 44.1 kHz float."""
+    stem, mix = tone_mix(seconds)
+    paths = {"stem": folder / "vocals.wav", "mix": folder / "mix.wav"}
     sf.write(paths["stem"], stem, 44100, subtype="FLOAT")
     sf.write(paths["mix"], mix, 44100, subtype="FLOAT")
     return paths
+
+
+@pytest.fixture
+def song(tmp_path) -> dict[str, Path]:
+    """A 3 s song from :func:`write_song`."""
+    return write_song(tmp_path, 3.0)
 
 
 @pytest.fixture
@@ -154,3 +159,23 @@ def run_readme_line(start: str, cwd: Path, env: dict, bin_dir: Path | None = Non
         env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}"}
         line = readme_line(start)
         return subprocess.run(["bash", "-o", "pipefail", "-c", line], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def start_cli(*args: str, env: dict, **popen) -> subprocess.Popen:
+    """Start ``python -m stemclean`` in its own process group, as a shell starts a foreground job."""
+    command = [sys.executable, "-m", "stemclean", *map(str, args)]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    return subprocess.Popen(command, env=env, start_new_session=True, **pipes, **popen)
+
+
+def demucs_tree(root: Path, tracks=("song_a", "song_b"), seconds: float = 1.0, rate: int = 44100) -> tuple[Path, Path]:
+    """root/separated/htdemucs/<track>/{vocals,drums,bass,other}.wav and root/songs/<track>.wav as the mixes."""
+    for seed, track in enumerate(tracks):
+        stems = [tone_mix(seconds, rate, seed=seed * 4 + i)[0] for i in range(4)]
+        for name, data in zip(("vocals", "drums", "bass", "other"), stems):
+            path = root / "separated" / "htdemucs" / track / f"{name}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, data, rate, subtype="FLOAT")
+        (root / "songs").mkdir(exist_ok=True)
+        sf.write(root / "songs" / f"{track}.wav", np.sum(stems, axis=0), rate, subtype="FLOAT")
+    return root / "separated", root / "songs"

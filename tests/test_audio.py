@@ -72,7 +72,7 @@ def test_empty_missing_and_nan_files_are_refused(tmp_path):
     data[500, 1] = np.inf
     sf.write(nan, data, 44100, subtype="FLOAT")
     source = audio.file_source(nan)
-    with pytest.raises(audio.AudioError, match="NaN or infinite"):
+    with pytest.raises(audio.AudioError, match=r"infinite or absurd sample \(inf.* at 0:00.011 in channel 2"):
         list(source.read())
 
 
@@ -94,10 +94,10 @@ def test_clip_modes(tmp_path):
     audio.write(iter(_loud()), out, 8000, 1, "WAV", "FLOAT", "rescale")
     data, _ = sf.read(out)
     assert np.max(np.abs(data)) == pytest.approx(1.0) and data[-1] == pytest.approx(-0.25)
-    audio.write(iter(_loud()), out, 8000, 1, "WAV", "FLOAT", "clamp")
+    audio.write(iter(_loud()), out, 8000, 1, "WAV", "FLOAT", "clamp", overwrite=True)
     data, _ = sf.read(out)
     assert data[0] == 1.0 and data[-1] == -0.5
-    audio.write(iter(_loud()), out, 8000, 1, "WAV", "FLOAT", "none")
+    audio.write(iter(_loud()), out, 8000, 1, "WAV", "FLOAT", "none", overwrite=True)
     assert sf.read(out)[0][0] == 2.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.wav"]  # no scratch or temp files left
 
@@ -119,7 +119,12 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path):
 def test_output_format_and_subtype_follow_the_input_unless_asked():
     assert audio.output_format(None, None, "FLAC") == "FLAC"
     assert audio.output_format(None, Path("x.wav"), "FLAC") == "WAV"
-    assert audio.output_format("flac", Path("x.wav"), "WAV") == "FLAC"
+    assert audio.output_format("flac", Path("x.FLAC"), "WAV") == "FLAC"
+    assert audio.output_format(None, Path("x.aif"), "WAV") == "AIFF"
+    with pytest.raises(audio.AudioError, match="the extension says wav but --format says flac"):
+        audio.output_format("flac", Path("x.wav"), "WAV")
+    with pytest.raises(audio.AudioError, match="unknown audio extension .xyz"):
+        audio.output_format(None, Path("x.xyz"), "WAV")
     with pytest.raises(audio.AudioError, match="unknown output format"):
         audio.output_format("mp4", None, "WAV")
     source = audio.Source("s", 44100, 2, 1, lambda: iter(()), "WAV", "FLOAT")

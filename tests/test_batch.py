@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import run_cli, run_readme_line, tone_mix
+from conftest import demucs_tree, run_cli, run_readme_line, tone_mix
 from typer.testing import CliRunner
 
 from stemclean import batch
@@ -23,22 +23,12 @@ def _write(path, data):
     return path
 
 
-def _demucs_tree(root, tracks=("song_a", "song_b")):
-    """root/separated/htdemucs/<track>/{vocals,drums,bass,other}.wav and root/songs/<track>.wav as the mixes."""
-    for seed, track in enumerate(tracks):
-        stems = [tone_mix(1.0, RATE, seed=seed * 4 + i)[0] for i in range(4)]
-        for name, data in zip(("vocals", "drums", "bass", "other"), stems):
-            _write(root / "separated" / "htdemucs" / track / f"{name}.wav", data)
-        _write(root / "songs" / f"{track}.wav", np.sum(stems, axis=0))
-    return root / "separated", root / "songs"
-
-
 def _batch(*args):
     return runner.invoke(app, ["batch", *map(str, args)])
 
 
 def test_demucs_layout_with_mix_dir_mirrors_the_tree_and_resumes(tmp_path, cli_env):
-    separated, songs = _demucs_tree(tmp_path)
+    separated, songs = demucs_tree(tmp_path)
     out = tmp_path / "cleaned"
     result = _batch(separated, "--mix-dir", songs, "-o", out, "--steps", "1", "--json")
     assert result.exit_code == 0, result.output
@@ -69,7 +59,7 @@ def test_demucs_layout_with_mix_dir_mirrors_the_tree_and_resumes(tmp_path, cli_e
 )
 def test_readme_demucs_examples_as_written(tmp_path, cli_env, line, cleaned):
     """README's lines after demucs, run in a folder that holds song.wav and demucs' separated/."""
-    separated, songs = _demucs_tree(tmp_path, tracks=("song",))
+    separated, songs = demucs_tree(tmp_path, tracks=("song",))
     (songs / "song.wav").rename(tmp_path / "song.wav")
     done = run_readme_line(line, tmp_path, cli_env)
     assert done.returncode == 0, done.stderr
@@ -82,7 +72,7 @@ def test_readme_demucs_examples_as_written(tmp_path, cli_env, line, cleaned):
 
 
 def test_mix_dir_holding_root_by_absolute_path(tmp_path):
-    _demucs_tree(tmp_path, tracks=("song",))
+    demucs_tree(tmp_path, tracks=("song",))
     (tmp_path / "songs" / "song.wav").rename(tmp_path / "song.wav")
     jobs = batch.plan(tmp_path / "separated", None, tmp_path.resolve(), None)
     assert sorted(j.stem.name for j in jobs) == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
@@ -91,7 +81,7 @@ def test_mix_dir_holding_root_by_absolute_path(tmp_path):
 
 def test_the_summary_table_shows_whole_paths_at_120_columns(tmp_path, cli_env):
     deep = tmp_path.joinpath(*["a_folder_with_a_rather_long_name"] * 4)
-    separated, _ = _demucs_tree(deep, tracks=("a_song_with_a_long_title",))
+    separated, _ = demucs_tree(deep, tracks=("a_song_with_a_long_title",))
     done = run_cli("batch", str(separated), "--mix-from-stems", "-s", "1", env={**cli_env, "COLUMNS": "120"})
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stderr.decode().splitlines() if line.startswith("│")]
@@ -103,7 +93,7 @@ def test_the_summary_table_shows_whole_paths_at_120_columns(tmp_path, cli_env):
 
 
 def test_mp3_mixes_are_found_and_their_padding_tolerated(tmp_path, cli_env):
-    separated, songs = _demucs_tree(tmp_path, tracks=("song_a",))
+    separated, songs = demucs_tree(tmp_path, tracks=("song_a",))
     wav = songs / "song_a.wav"
     sf.write(songs / "song_a.mp3", sf.read(wav)[0], RATE)
     wav.unlink()
@@ -128,7 +118,7 @@ def test_audio_separator_names_with_mix_from_stems(tmp_path, mix_model, monkeypa
 
 
 def test_a_failed_track_does_not_stop_the_others(tmp_path, cli_env):
-    separated, songs = _demucs_tree(tmp_path)
+    separated, songs = demucs_tree(tmp_path)
     (songs / "song_b.wav").unlink()
     result = _batch(separated, "--mix-dir", songs, "-s", "1")
     assert result.exit_code == 1
@@ -137,20 +127,8 @@ def test_a_failed_track_does_not_stop_the_others(tmp_path, cli_env):
     assert not list((separated / "htdemucs" / "song_b").glob("*_clean*"))
 
 
-def test_a_single_stem_is_cleaned_in_process_whatever_the_jobs(tmp_path, cli_env, monkeypatch):
-    def no_pool(*args, **kwargs):
-        raise AssertionError("a worker pool was started for one stem")
-
-    monkeypatch.setattr(batch, "ProcessPoolExecutor", no_pool)
-    _write(tmp_path / "separated" / "htdemucs" / "song" / "vocals.wav", tone_mix(1.0, RATE)[0])
-    _write(tmp_path / "songs" / "song.wav", tone_mix(1.0, RATE)[1])
-    result = _batch(tmp_path / "separated", "--mix-dir", tmp_path / "songs", "-j", "2", "-s", "1", "--json")
-    assert result.exit_code == 0, result.output
-    assert [r["status"] for r in json.loads(result.stdout)] == ["cleaned"]
-
-
 def test_parallel_jobs_give_the_same_audio(tmp_path, cli_env):
-    separated, songs = _demucs_tree(tmp_path, tracks=("song_a",))
+    separated, songs = demucs_tree(tmp_path, tracks=("song_a",))
     serial = _batch(separated, "--mix-dir", songs, "-o", tmp_path / "serial", "-s", "2")
     parallel = _batch(separated, "--mix-dir", songs, "-o", tmp_path / "parallel", "-s", "2", "-j", "2")
     assert serial.exit_code == parallel.exit_code == 0, parallel.output
