@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +92,13 @@ def array_source(audio: np.ndarray, rate: int, name: str = "array") -> Source:
     return Source(name, int(rate), audio.shape[0], audio.shape[1], read)
 
 
+def channels_first(audio_array: np.ndarray) -> np.ndarray:
+    """soundfile's ``(samples,)`` or ``(samples, channels)`` -> the package's ``(channels, samples)``."""
+    if audio_array.ndim not in (1, 2):
+        raise AudioError(f"audio must be shaped (samples,) or (samples, channels), got {audio_array.shape}")
+    return audio_array[None] if audio_array.ndim == 1 else audio_array.T
+
+
 def sum_source(sources: list[Source], name: str) -> Source:
     """The sample-wise sum of several sources of one rate and channel count (a mixture rebuilt from its stems)."""
     first = sources[0]
@@ -166,6 +174,13 @@ def resampled(blocks: Iterable[np.ndarray], rate_in: int, rate_out: int, channel
 def resampled_length(frames: int, rate_in: int, rate_out: int) -> int:
     """Length of ``frames`` samples after resampling, the one rounding every stage agrees on."""
     return frames if rate_in == rate_out else int(round(frames * rate_out / rate_in))
+
+
+def conformed(source: Source, rate: int, channels: int, frames: int) -> Blocks:
+    """A fresh stream of ``source`` at ``rate`` with ``channels`` and exactly ``frames`` samples (a mix matched to its
+    stem: resampled, up- or downmixed, and trimmed or padded)."""
+    blocks = with_channels(source.read(), channels)
+    return fixed_length(resampled(blocks, source.rate, rate, channels), frames)
 
 
 def with_channels(blocks: Iterable[np.ndarray], channels: int) -> Blocks:
@@ -252,17 +267,64 @@ def _write_rescaled(
     blocks: Iterable[np.ndarray], name: str, rate: int, channels: int, fmt: str, subtype: str
 ) -> tuple[float, float]:
     """Write through a float32 scratch file so the whole output's peak is known before the gain is chosen."""
-    fd, scratch = tempfile.mkstemp(dir=os.path.dirname(name), prefix=".stemclean-scratch-", suffix=".tmp")
-    os.close(fd)
-    try:
+    with _scratch(os.path.dirname(name)) as scratch:
         peak = _write_blocks(blocks, scratch, rate, channels, "WAV", "FLOAT")
         gain = 1.0 / peak if peak > 1.0 else 1.0
-        with sf.SoundFile(scratch) as f:
-            scaled = (b.T * gain for b in f.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True))
-            _write_blocks(scaled, name, rate, channels, fmt, subtype)
+        _write_blocks(_scratch_blocks(scratch, gain), name, rate, channels, fmt, subtype)
+    return peak, gain
+
+
+def write_together(
+    blocks: Iterable[np.ndarray],
+    targets: list[tuple[Path, str, str]],
+    rate: int,
+    channels: int,
+    clip_mode: str = "rescale",
+) -> dict:
+    """Write a stream that stacks several files' channels (``channels`` each, in ``targets``' order) to those files.
+
+    For stems that must keep adding up to their mix: ``rescale`` gives every file the same gain (the loudest one's),
+    so their sum stays the mix times that gain. Each target is ``(path, format, subtype)``. All are renamed into place
+    together after the last one is written, so a failure leaves none of them. Returns each file's peak and the gain.
+    """
+    if clip_mode not in CLIP_MODES:
+        raise AudioError(f"unknown clip mode {clip_mode!r}; expected one of {', '.join(CLIP_MODES)}")
+    parts = [slice(i * channels, (i + 1) * channels) for i in range(len(targets))]
+    with ExitStack() as stack:
+        finals = [stack.enter_context(atomic_path(path)) for path, _, _ in targets]
+        scratch = stack.enter_context(_scratch(targets[0][0].parent))
+        peaks = [0.0] * len(targets)
+        # W64, not WAV: the stacked stems of an hour-long track exceed WAV's 4 GB.
+        with sf.SoundFile(scratch, "w", rate, channels * len(targets), "FLOAT", format="W64") as f:
+            for block in blocks:
+                if block.shape[1]:
+                    peaks = [max(peak, float(np.max(np.abs(block[part])))) for peak, part in zip(peaks, parts)]
+                    f.write(block.T)
+        gain = 1.0 / max(peaks) if clip_mode == "rescale" and max(peaks) > 1.0 else 1.0
+        for final, part, (_, fmt, subtype) in zip(finals, parts, targets):
+            scaled = _scratch_blocks(scratch, gain, part)
+            if clip_mode == "clamp":
+                scaled = (np.clip(b, -1.0, 1.0) for b in scaled)
+            _write_blocks(scaled, final, rate, channels, fmt, subtype)
+    return {"peaks": peaks, "gain": gain}
+
+
+@contextmanager
+def _scratch(folder: str | Path) -> Iterator[str]:
+    """A temporary file in ``folder`` (beside the outputs, so the space is there), removed afterwards."""
+    fd, scratch = tempfile.mkstemp(dir=folder, prefix=".stemclean-scratch-", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield scratch
     finally:
         os.unlink(scratch)
-    return peak, gain
+
+
+def _scratch_blocks(scratch: str, gain: float, channels: slice = slice(None)) -> Blocks:
+    """The scratch file's ``channels``, times ``gain``, in ``(channels, n)`` blocks."""
+    with sf.SoundFile(scratch) as f:
+        for block in f.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
+            yield block.T[channels] * np.float32(gain)
 
 
 def _write_blocks(blocks: Iterable[np.ndarray], name: str, rate: int, channels: int, fmt: str, subtype: str) -> float:
