@@ -4,6 +4,8 @@ Layouts understood:
 - demucs: ``<root>/<model>/<track>/<stem>.wav`` (the track is the stem's folder);
 - audio-separator / UVR: ``<track>_(<Stem>)_<model>.wav`` anywhere under ``root``.
 
+``--joint`` cleans each separation's stems together (:mod:`stemclean.track`) instead of one by one.
+
 Outputs mirror the input tree: ``<outdir>/<path relative to root>/<name>_clean.<ext>`` (``outdir`` defaults to
 ``root``, so outputs land beside their stems). Files ending in ``_clean`` are never taken as stems.
 """
@@ -17,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from stemclean import audio, engine
+from stemclean import audio, engine, track
 from stemclean.stems import guess_stem_type
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
@@ -27,6 +29,8 @@ MIX_NAMES = ("mixture", "mix")
 DEFAULT_JOBS = 2
 # audio-separator names its outputs "<track>_(<Stem>)_<model>"; the stem name sits in the last parentheses.
 _SEPARATOR_NAME = re.compile(r"^(?P<track>.+)_\((?P<stem>[^()]+)\)_(?P<model>[^()]+)$")
+# What can go wrong with one file or track; in a batch it fails that job and the others go on.
+FILE_ERRORS = (audio.AudioError, engine.ModelError, ValueError, OSError, RuntimeError)
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,44 @@ def mix_source(job: Job, mix_dir: Path | None) -> audio.Source:
     return audio.sum_source([audio.file_source(p) for p in job.siblings], f"sum of {len(job.siblings)} stems")
 
 
+def stem_name(path: Path) -> str:
+    """What the separator called the stem: ``vocals`` for ``vocals.wav`` and for ``song_(Vocals)_model.wav``."""
+    named = _SEPARATOR_NAME.match(path.stem)
+    return (named["stem"] if named else path.stem).lower()
+
+
+def tracks(jobs: list[Job]) -> list[tuple[Job, ...]]:
+    """``jobs`` grouped into separations (a track's stems from one model), in the order they were found."""
+    groups: dict[tuple[Path, ...], list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(job.siblings, []).append(job)
+    return [tuple(group) for group in groups.values()]
+
+
+def clean_track_job(
+    stems: tuple[Job, ...], model: engine.Model, mix_dir: Path | None, options: dict
+) -> dict:
+    """Clean one separation's stems together (``batch --joint``); a failure becomes a result with its reason."""
+    first = stems[0]
+    folder = str(first.stem.parent)
+    try:
+        mix = mix_source(first, mix_dir)
+        for job in stems:
+            job.output.parent.mkdir(parents=True, exist_ok=True)
+        summary = track.clean_files(
+            [job.stem for job in stems],
+            mix,
+            [job.output for job in stems],
+            model,
+            names=[stem_name(job.stem) for job in stems],
+            stem_types=[job.stem_type for job in stems],
+            **options,
+        )
+        return {"status": "cleaned", "track": first.track, "folder": folder, **summary}
+    except FILE_ERRORS as err:
+        return {"status": "failed", "track": first.track, "folder": folder, "error": str(err)}
+
+
 def clean_job(job: Job, model: engine.Model, mix_dir: Path | None, options: dict) -> dict:
     """Clean one job; a failure becomes a result with its one-line reason instead of an exception."""
     try:
@@ -112,11 +154,13 @@ def clean_job(job: Job, model: engine.Model, mix_dir: Path | None, options: dict
             audio.file_source(job.stem), mix_source(job, mix_dir), job.output, model, stem_type=job.stem_type, **options
         )
         return {"status": "cleaned", **summary}
-    except (audio.AudioError, engine.ModelError, ValueError, OSError, RuntimeError) as err:
+    except FILE_ERRORS as err:
         return {"status": "failed", "stem": str(job.stem), "output": str(job.output), "error": str(err)}
 
 
 _worker_model: engine.Model | None = None
+# One job's work, given (job, model, mix_dir, options): a module-level function, so worker processes can receive it.
+Cleaner = Callable[..., dict]
 
 
 def _init_worker(model_path: Path, device: str, threads: int) -> None:
@@ -124,34 +168,36 @@ def _init_worker(model_path: Path, device: str, threads: int) -> None:
     _worker_model = engine.Model(model_path, device=device, threads=threads)
 
 
-def _clean_in_worker(job: Job, mix_dir: Path | None, options: dict) -> dict:
-    return clean_job(job, _worker_model, mix_dir, options)
+def _clean_in_worker(clean: Cleaner, job, mix_dir: Path | None, options: dict) -> dict:
+    return clean(job, _worker_model, mix_dir, options)
 
 
 def run(
-    jobs: list[Job],
+    jobs: list,
     model: engine.Model,
     mix_dir: Path | None,
     options: dict,
     workers: int,
     on_done: Callable[[dict], None],
+    clean: Cleaner = clean_job,
 ) -> list[dict]:
     """Clean ``jobs`` with ``workers`` processes (each with its own model session); results in completion order.
 
+    ``clean`` does one job: :func:`clean_job` for a stem, :func:`clean_track_job` for a track's stems together.
     Processes rather than threads: the STFT and the sampler hold the GIL between onnxruntime calls.
     """
     results = []
     workers = min(workers, len(jobs))  # a spare worker would only cost a process start and a model load
     if workers <= 1:
         for job in jobs:
-            results.append(clean_job(job, model, mix_dir, options))
+            results.append(clean(job, model, mix_dir, options))
             on_done(results[-1])
         return results
     threads = max(1, engine.DEFAULT_THREADS // workers)
     context = multiprocessing.get_context("spawn")
     initargs = (model.path, model.device, threads)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
-        futures = [pool.submit(_clean_in_worker, job, mix_dir, options) for job in jobs]
+        futures = [pool.submit(_clean_in_worker, clean, job, mix_dir, options) for job in jobs]
         for future in as_completed(futures):
             results.append(future.result())
             on_done(results[-1])
