@@ -2,7 +2,8 @@
 
 Each stem goes through the engine exactly as ``run`` would clean it. Then :func:`consistency.spread_residual` hands
 what the cleaned stems miss of the mix back to them. Stems the engine left untouched (judged clean, or silent) take no
-share, so a clean stem still comes out bit-identical: the residual goes to the stems that were actually changed.
+share, so a clean stem still comes out bit-identical: the residual goes to the stems that were actually changed. Only
+when the engine changed none of them and they still do not add up does every stem that is not silent take a share.
 
 All stems and the mix are streamed in step through the engine's chunking and crossfade, so memory depends on the
 chunk size and the number of stems, never on the track's length. The crossfade is linear and the same for every
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stemclean import audio, consistency, engine
+from stemclean import audio, consistency, engine, schedule
 from stemclean.audio import AudioError, Blocks, Source
 from stemclean.stems import guess_stem_type
 
@@ -25,6 +26,8 @@ from stemclean.stems import guess_stem_type
 # mix is not this track's. Measured on the rendered corpus: leaving out one stem leaves -2 to -11 dB; stems damaged
 # by the artifact ladder at t = 0.75 leave about -13 dB, real mask-based separators far less.
 MISSING_STEM_DB = -6.0
+# Stems this close to their mix (dB) already add up: if the engine changed none of them, they are left as they are.
+ADDS_UP_DB = -60.0
 # The stem sets separators write (demucs 2/4/6 stems, Spleeter 2/4/5, UVR's names), to name a stem that is missing.
 KNOWN_LAYOUTS = (
     {"vocals", "accompaniment"},
@@ -133,14 +136,21 @@ def stream(
         _check_complete(names, error_before)
     plans, cleaned = [], []
     for stem, stem_type, peak in zip(stems, stem_types, peaks):
-        stem_plan, blocks = engine.stream(stem, mix, model, steps=steps, strength=strength, stem_type=stem_type)
+        if peak == 0.0:  # nothing to clean, and it must stay silent: it takes no share of the residual either
+            stem_plan, blocks = {"start_level": 0.0, "levels": [], "steps": 0}, stem.read()
+        else:
+            stem_plan, blocks = engine.stream(stem, mix, model, steps=steps, strength=strength, stem_type=stem_type)
         plans.append({**stem_plan, "stem_type": stem_type, "silent": peak == 0.0})
         cleaned.append(audio.rebuffer(blocks, audio.BLOCK_FRAMES))
     # Only stems the engine changed take a share of the residual; one it copied (clean or silent) keeps every sample.
+    # If it changed none and they do not add up, every stem that is not silent takes its share.
     moved = [i for i, stem_plan in enumerate(plans) if stem_plan["steps"] > 0 and strength > 0]
+    if not moved and error_before is not None and error_before > ADDS_UP_DB:
+        moved = [i for i, stem_plan in enumerate(plans) if not stem_plan["silent"]]
     plan = {"stems": plans, "consistency": consistency_on, "sum_error_before_db": error_before}
     if not consistency_on or not moved:
         return plan, (np.concatenate(blocks, axis=0) for blocks in zip(*cleaned))
+    damage = [float(schedule.sigma(plans[i]["start_level"])) for i in moved]
     kept = [i for i in range(len(stems)) if i not in moved]
     frames = stems[0].frames
 
@@ -150,7 +160,7 @@ def stream(
         target = (m - sum(parts) for m, *parts in zip(mix_now, *originals))
         done = 0
         for *parts, goal in engine.windows(*(cleaned[i] for i in moved), target):
-            yield np.concatenate(consistency.spread_residual(parts, goal), axis=0)
+            yield np.concatenate(consistency.spread_residual(parts, goal, damage), axis=0)
             done = min(frames, done + goal.shape[1] - (engine.OVERLAP if done else 0))
             if on_progress:
                 on_progress(done, frames)

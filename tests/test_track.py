@@ -150,6 +150,18 @@ def test_clean_stems_come_out_unchanged(tmp_path, cli_env):
     assert error_db(list(outputs.values()), mix) < -60
 
 
+def test_clean_stems_that_do_not_add_up_to_the_mix_are_made_to(tmp_path, cli_env):
+    truth = true_stems()
+    mix = 1.05 * sum(truth.values())  # e.g. a mix mastered a little louder than its stems
+    folder = write_track(tmp_path / "song", truth)
+    result = invoke("track", folder, "--mix", write_mix(tmp_path / "song.wav", mix), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert not any(s["steps"] for s in summary["stems"]) and summary["sum_error_before_db"] > -30
+    outputs = read_outputs(folder, FOUR)
+    assert error_db(list(outputs.values()), mix) < -60
+
+
 def test_a_silent_stem_stays_silent_and_says_so(tmp_path, cli_env):
     names = ("vocals", "drums", "bass", "piano", "other")
     truth = true_stems(names)
@@ -271,7 +283,13 @@ def test_the_residual_goes_to_the_stem_that_plays_in_each_bin():
     low, high = np.sin(2 * np.pi * 220 * t)[None], np.sin(2 * np.pi * 5000 * t)[None]
     low, high = low.astype(np.float32), high.astype(np.float32)
     # The mix holds twice the low tone: the missing low tone must go to the low stem, not be split in half.
-    out_low, out_high = consistency.spread_residual([low, high], 2 * low + high)
+    out_low, out_high = consistency.spread_residual([low, high], 2 * low + high, [1.0, 1.0])
     inner = slice(spectral.N_FFT, -spectral.N_FFT)
     assert np.max(np.abs(out_low - 2 * low)[:, inner]) < 1e-2
     assert np.max(np.abs(out_high - high)[:, inner]) < 1e-2
+
+    # Where two stems are equally loud, the one judged more damaged takes the larger share.
+    other = np.sin(2 * np.pi * 220 * t + 1.0)[None].astype(np.float32)
+    worse, better = consistency.spread_residual([low, other], low + other + 0.1 * low, [0.3, 0.1])
+    share_worse, share_better = np.sum((worse - low)[:, inner] ** 2), np.sum((better - other)[:, inner] ** 2)
+    assert share_worse > 4 * share_better
