@@ -35,6 +35,7 @@ SECTIONS = (
     ("calibration.json", "benchmarks.calibrate"),
     ("speed.json", "benchmarks.speed"),
     ("jobs.json", "benchmarks.jobs"),
+    ("track.json", "benchmarks.track"),
 )
 REGENERATE = "python -m benchmarks.report --run"
 # Results measured before this commit used the corpus as rendered before it; the page says so, so old and new numbers
