@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import run_readme_line
 from typer.testing import CliRunner
 
 import stemclean
@@ -293,3 +294,15 @@ def test_the_residual_goes_to_the_stem_that_plays_in_each_bin():
     worse, better = consistency.spread_residual([low, other], low + other + 0.1 * low, [0.3, 0.1])
     share_worse, share_better = np.sum((worse - low)[:, inner] ** 2), np.sum((better - other)[:, inner] ** 2)
     assert share_worse > 4 * share_better
+
+
+@pytest.mark.parametrize("line", ["stemclean track separated/", "stemclean batch --joint"])
+def test_readme_track_examples_as_written(tmp_path, cli_env, line):
+    """README's lines after demucs, run in a folder that holds song.wav and demucs' separated/."""
+    truth = true_stems()
+    mix = sum(truth.values())
+    folder = write_track(tmp_path / "separated" / "htdemucs" / "song", separated(truth))
+    write_mix(tmp_path / "song.wav", mix)
+    done = run_readme_line(line, tmp_path, cli_env)
+    assert done.returncode == 0, done.stderr
+    assert error_db(list(read_outputs(folder, FOUR).values()), mix) < -60
