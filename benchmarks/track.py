@@ -223,7 +223,8 @@ def markdown(results: dict) -> str:
         f"{config['excerpt_s']:g} s excerpt and ladder seeds as the quality section. Every stem of a case is cleaned "
         "by `stemclean.clean_track` at `--steps auto`, with consistency off (*independent*: exactly `stemclean.clean` "
         "on each stem) and on (*joint*: the residual `mix − Σ cleaned` spread over the stems the engine changed, in "
-        "proportion to their power per time-frequency bin). ΔSI-SDR is each output's SI-SDR minus its input's, in dB.",
+        "proportion to each one's estimated error per time-frequency bin: its smoothed magnitude times the damage its "
+        "start level implies). ΔSI-SDR is each output's SI-SDR minus its input's, in dB.",
     ]
     per_stem = list(summary["per_stem"].values())
     for source in dict.fromkeys(row["source"] for row in per_stem):
