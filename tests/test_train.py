@@ -151,7 +151,7 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
                   blocks=2, time_stride=None, stereo=False, consistency=0.5, real_fraction=0.3, init=None,
                   bleed_weight=0.01, sdr_weight=0.01, save_every=2, threads=1, seed=0, evidence=False,
                   band_mix=False, segment_seconds=2.0, bleed_fraction=0.3, bf16=False, val_every=0, workers=0,
-                  resume_weights=None, snapshot=None, songs=None)
+                  resume_weights=None, snapshot=None, songs=None, recordings=None, recordings_fraction=0.0)
     fit.main(plan="trunk:2,control:2", **common)
     first = torch.load(run / "last.pt", weights_only=False)
     assert (first["phase_index"], first["phase_step"]) == (1, 2)
@@ -177,7 +177,8 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     assert child["model_config"] == {**parent["model_config"], "time_stride": 2, "stereo": True}
     assert child["history"] == [{"plan": "trunk:2,control:2,joint:2", "run": str(shipped.parent), "steps": 6,
                                  "real_fraction": 0.3, "bleed_weight": 0.01, "sdr_weight": 0.01,
-                                 "bleed_fraction": 0.3, "segment_seconds": 2.0, "bf16": False}]
+                                 "bleed_fraction": 0.3, "segment_seconds": 2.0, "bf16": False,
+                                 "recordings_fraction": 0.0}]
     assert child["examples"] == parent["examples"] + 2 * common["batch_size"]
     assert not torch.equal(child["model"]["zero_convs.0.weight"], parent["model"]["zero_convs.0.weight"])
 
@@ -268,7 +269,8 @@ def test_a_weights_only_snapshot_resumes_the_run_on_a_machine_without_it(tiny_co
     common = dict(corpus=tiny_corpus, spleeter=tmp_path / "none", batch_size=2, lr=1e-3, width=8, blocks=2,
                   time_stride=2, stereo=False, consistency=0.0, real_fraction=0.0, init=None, bleed_weight=0.01,
                   sdr_weight=0.01, save_every=1, threads=1, seed=0, evidence=True, band_mix=True, segment_seconds=1.0,
-                  bleed_fraction=0.5, bf16=False, val_every=0, workers=0, songs=None)
+                  bleed_fraction=0.5, bf16=False, val_every=0, workers=0, songs=None, recordings=None,
+                  recordings_fraction=0.0)
     snapshot = tmp_path / "models" / "snapshot.pt"
     fit.main(run=tmp_path / "first", plan="trunk:2", resume_weights=None, snapshot=snapshot, **common)
     assert "optimizer" not in torch.load(snapshot, weights_only=False)
@@ -307,3 +309,25 @@ def test_a_short_training_run_lowers_the_loss():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.2 * abs(losses[0]), f"loss went from {losses[0]:.3f} to {losses[-1]:.3f}"
+
+
+def test_sampler_draws_real_recordings_with_their_spleeter_pairs(tiny_corpus, tmp_path):
+    """A real-recordings corpus in realcorpus's layout: with every draw from it, the true stem is its vocals or
+    accompaniment, the mixture their sum, and the damaged stem its Spleeter estimate."""
+    rng = np.random.default_rng(5)
+    root, entry = tmp_path / "real", {"id": "real-train-0000", "split": "train", "duration_s": 2.0,
+                                      "vocals": {"mode": "sung", "group": "a"}, "accompaniment": {"group": "b"}}
+    stems = {"vocals": _tone(3000, 2, rng), "accompaniment": _tone(150, 2, rng)}
+    for folder, scale in ((root / "corpus" / "train" / entry["id"], 1.0), (root / "spleeter" / "train" / entry["id"], 0.5)):
+        folder.mkdir(parents=True)
+        for name, samples in stems.items():
+            sf.write(folder / f"{name}.flac", scale * samples, spectral.SAMPLE_RATE, subtype="PCM_16")
+    (root / "corpus" / "manifest.json").write_text(json.dumps({"songs": [entry]}))
+    sampler = sampling.CorpusSampler(tiny_corpus, None, "train", seed=6, real_fraction=1.0, segment_seconds=1.0,
+                                     recordings=root, recordings_fraction=1.0)
+    for _ in range(4):
+        example = sampler.draw()
+        assert np.allclose(example.damaged, 0.5 * example.clean, atol=1e-3 * np.abs(example.clean).max())
+        tones = {round(f * spectral.N_FFT / spectral.SAMPLE_RATE) for f in (3000, 150)}  # the two stems' bins
+        peaks = {int(np.argmax(np.abs(x).sum(axis=(0, 2)))) for x in (example.clean, example.mix - example.clean)}
+        assert peaks == tones, "the mixture is the drawn stem plus the other one"

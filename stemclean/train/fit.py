@@ -81,7 +81,8 @@ def bleed_db(pred: torch.Tensor, target: torch.Tensor, mix: torch.Tensor) -> tor
 
 
 # Settings a checkpoint records beside its plan, so the model card can say how each stage was trained.
-RECIPE_KEYS = ("real_fraction", "bleed_weight", "sdr_weight", "bleed_fraction", "segment_seconds", "bf16")
+RECIPE_KEYS = ("real_fraction", "bleed_weight", "sdr_weight", "bleed_fraction", "segment_seconds", "bf16",
+               "recordings_fraction")
 
 
 def total_loss(terms: dict[str, torch.Tensor], bleed_weight: float = 0.01, sdr_weight: float = 0.01) -> torch.Tensor:
@@ -174,6 +175,11 @@ def main(
     init: Path = typer.Option(None, help="Start a new run from this checkpoint's weights (fine-tuning)."),
     bleed_weight: float = typer.Option(0.01, help="Weight of the bleed (differentiable SIR) loss, per dB."),
     sdr_weight: float = typer.Option(0.01, help="Weight of the negative SI-SDR loss, per dB."),
+    recordings: Path = typer.Option(Path("data/real"), help="The real-recordings corpus (stemclean.train.realcorpus), "
+                                    "if made."),
+    recordings_fraction: float = typer.Option(0.0, help="Share of examples drawn from the real recordings, when any "
+                                              "exist: their Spleeter pairs (--real-fraction of those) or their stems "
+                                              "damaged and remixed like the rendered ones."),
     songs: str = typer.Option(None, help="Train on these comma-separated song ids alone (the overfit check)."),
     resume_weights: Path = typer.Option(None, help="Without RUN/last.pt, resume this run from a weights-only "
                                         "snapshot (see --snapshot): same plan position, fresh optimizer state."),
@@ -214,14 +220,15 @@ def main(
                          evidence=evidence, band_mix=band_mix)
     sampler = CorpusSampler(corpus, spleeter, "train", seed=seed + 1000 * state["phase_index"] + state["phase_step"],
                             real_fraction=real_fraction, stereo=model.stereo, bleed_fraction=bleed_fraction,
-                            segment_seconds=segment_seconds, songs=tuple(songs.split(",")) if songs else None)
+                            segment_seconds=segment_seconds, songs=tuple(songs.split(",")) if songs else None,
+                            recordings=recordings, recordings_fraction=recordings_fraction)
     examples_per_step = batch_size // 2 if model.stereo else batch_size
     batches = iter(torch.utils.data.DataLoader(BatchStream(sampler, examples_per_step), batch_size=None,
                                                num_workers=workers, prefetch_factor=4 if workers else None,
                                                persistent_workers=workers > 0))
     val_set = validate.ValSet(corpus, spleeter)
-    recipe = dict(zip(RECIPE_KEYS, (real_fraction, bleed_weight, sdr_weight, bleed_fraction, segment_seconds, bf16),
-                      strict=True))
+    recipe = dict(zip(RECIPE_KEYS, (real_fraction, bleed_weight, sdr_weight, bleed_fraction, segment_seconds, bf16,
+                                    recordings_fraction), strict=True))
     rng = np.random.default_rng(seed + 7)
     log = (run / "log.jsonl").open("a")
 

@@ -24,6 +24,7 @@ import torch
 from stemclean import audio, engine, schedule, spectral
 from stemclean.stems import stem_index
 from stemclean.train.corpus import load_manifest
+from stemclean.train import realcorpus
 from stemclean.train.degrade import degrade_spec, random_leak_spec
 from stemclean.train.separators import SPLEETER_STEMS
 
@@ -70,8 +71,11 @@ class CorpusSampler:
 
     def __init__(self, corpus: Path, spleeter: Path | None, split: str, seed: int, real_fraction: float = 0.3,
                  clean_fraction: float = 0.05, stereo: bool = False, bleed_fraction: float = 0.0,
-                 segment_seconds: float = 2.0, songs: tuple[str, ...] | None = None):
+                 segment_seconds: float = 2.0, songs: tuple[str, ...] | None = None, recordings: Path | None = None,
+                 recordings_fraction: float = 0.0):
         self.corpus, self.spleeter_root, self.split, self.stereo = corpus, spleeter, split, stereo
+        # real voices over real music (stemclean.train.realcorpus), drawn this share of the time when there are any
+        self.recordings_root, self.recordings_fraction = recordings, recordings_fraction
         self.only = songs  # draw from these songs alone (the overfit check); None: every song of the split
         self.rng = np.random.default_rng(seed)
         self.real_fraction, self.clean_fraction, self.bleed_fraction = real_fraction, clean_fraction, bleed_fraction
@@ -91,6 +95,9 @@ class CorpusSampler:
         root = self.spleeter_root
         self.spleeter = {song.name: root / self.split / song.name for song in self.songs
                          if root and (root / self.split / song.name / "accompaniment.wav").exists()}
+        recordings = self.recordings_root
+        self.recordings = (realcorpus.load_pairs(recordings, self.split)
+                           if recordings and (recordings / "corpus" / "manifest.json").exists() and not self.only else [])
 
     def runtime_level(self, song: Path, stem: str) -> float:
         """The level the engine's spectral estimate gives this whole Spleeter file, memoised.
@@ -120,14 +127,17 @@ class CorpusSampler:
     def _sum(self, song: Path, names: tuple[str, ...], start: int, channels: list[int]) -> np.ndarray:
         return sum(self._read(song / f"{name}.wav", start, channels) for name in names)
 
+    def _channels(self) -> list[int]:
+        """One random channel, or for a stereo model (left, right), one pair in ten a single channel twice."""
+        rng = self.rng
+        channel = int(rng.integers(2))
+        return [channel] if not self.stereo else [channel, channel] if rng.random() < 0.1 else [0, 1]
+
     def _place(self) -> tuple[Path, int, list[int]]:
         """A random song, start sample and channel list."""
-        rng = self.rng
-        song = self.songs[rng.integers(len(self.songs))]
-        start = int(rng.integers(0, max(1, self._length(song / "mixture.wav") - self.segment)))
-        channel = int(rng.integers(2))
-        channels = [channel] if not self.stereo else [channel, channel] if rng.random() < 0.1 else [0, 1]
-        return song, start, channels
+        song = self.songs[self.rng.integers(len(self.songs))]
+        start = int(self.rng.integers(0, max(1, self._length(song / "mixture.wav") - self.segment)))
+        return song, start, self._channels()
 
     def draw(self) -> Example:
         """One example; a song whose files are being rewritten by the renderer is skipped, not fatal."""
@@ -140,6 +150,8 @@ class CorpusSampler:
 
     def _draw_once(self) -> Example:
         rng = self.rng
+        if self.recordings and rng.random() < self.recordings_fraction:
+            return self._draw_recording()
         for _ in range(8):  # prefer segments where the stem is playing; a silent stem is still a valid case
             song, start, channels = self._place()
             use_real = song.name in self.spleeter and rng.random() < self.real_fraction
@@ -153,7 +165,12 @@ class CorpusSampler:
             mix_spec = spectral.stft(self._read(song / "mixture.wav", start, channels))
             damaged_spec = spectral.stft(self._read(self.spleeter[song.name] / f"{stem}.wav", start, channels))
             return Example(damaged_spec, mix_spec, clean_spec, self.runtime_level(song, stem), label)
-        other_spec = spectral.stft(self._remixed_others(song, stem, start, channels))
+        return self._synthetic(clean_spec, spectral.stft(self._remixed_others(song, stem, start, channels)), stem,
+                               label)
+
+    def _synthetic(self, clean_spec: np.ndarray, other_spec: np.ndarray, stem: str, label: int) -> Example:
+        """An additive-bleed, clean or ladder example of ``clean_spec`` with ``other_spec`` as the other sources."""
+        rng = self.rng
         mix_spec = clean_spec + other_spec
         if rng.random() < self.bleed_fraction:
             damaged_spec = random_leak_spec(clean_spec, other_spec, rng)
@@ -163,6 +180,33 @@ class CorpusSampler:
         level = float(rng.random())
         return Example(degrade_spec(clean_spec, other_spec, level, rng, stem_type=stem), mix_spec, clean_spec, level,
                        label)
+
+    def _draw_recording(self) -> Example:
+        """An example from the real recordings: vocals or accompaniment, with its Spleeter estimate (real_fraction of
+        the time, when made) or else damaged like a rendered stem, the other stem remixed from another mix half of the
+        time."""
+        rng = self.rng
+        pair = self.recordings[rng.integers(len(self.recordings))]
+        start = int(rng.integers(0, max(1, self._length(pair["vocals"]) - self.segment)))
+        channels = self._channels()
+        stem = str(rng.choice(SPLEETER_STEMS))
+        other = SPLEETER_STEMS[1 - SPLEETER_STEMS.index(stem)]
+        label = stem_index("unknown" if rng.random() < 0.1 else stem)
+        clean = self._read(pair[stem], start, channels)
+        estimate = pair[f"spleeter_{stem}"]
+        if estimate is not None and rng.random() < self.real_fraction:
+            mix = clean + self._read(pair[other], start, channels)
+            key = (pair["id"], stem)
+            if key not in self._real_levels:  # as runtime_level: what the engine will estimate for the whole file
+                self._real_levels[key] = engine.estimate_level(
+                    audio.file_source(estimate), audio.array_source(realcorpus.mixture(pair).T, spectral.SAMPLE_RATE))
+            return Example(spectral.stft(self._read(estimate, start, channels)), spectral.stft(mix),
+                           spectral.stft(clean), self._real_levels[key], label)
+        source = pair if rng.random() < 0.5 else self.recordings[rng.integers(len(self.recordings))]
+        source_start = start if source is pair else int(rng.integers(0, max(1, self._length(source[other]) - self.segment)))
+        gain = 1.0 if source is pair else 10.0 ** (rng.uniform(-_REMIX_GAIN_DB, _REMIX_GAIN_DB) / 20.0)
+        others = np.float32(gain) * self._read(source[other], source_start, channels)
+        return self._synthetic(spectral.stft(clean), spectral.stft(others), stem, label)
 
     def _remixed_others(self, song: Path, stem: str, start: int, channels: list[int]) -> np.ndarray:
         """The other sources: the same song's half of the time, else another song's at a random gain and channel."""
