@@ -20,6 +20,5 @@ fi
 python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan trunk:150,control:150,joint:30000 \
     --width 48 --blocks 6 --time-stride 2 --evidence --band-mix --segment-seconds 4 --batch-size 4 \
     --real-fraction 0.5 --bleed-fraction 0.3 --recordings-fraction 0.3 --consistency 0.2 --bleed-weight 0.02 \
-    --sdr-weight 0.1 \
-    --val-every "${VAL_EVERY:-100}" --save-every 25 --snapshot "$SNAPSHOT" --threads "$THREADS"
+    --sdr-weight 0.1 --val-every "${VAL_EVERY:-100}" --save-every 25 --snapshot "$SNAPSHOT" --threads "$THREADS"
 python -m stemclean.train.export "$RUN/last.pt" stemclean/models/stemclean-v2.onnx --weights "$SNAPSHOT"
