@@ -4,13 +4,12 @@
 #   ControlNet phases: trunk (stem only), control (trunk frozen), then a long joint phase, with the val set scored
 #   every VAL_EVERY steps into runs/v2/log.jsonl (python -m stemclean.train.curves plots it).
 # The data come from scripts/make_data.sh. See docs/TRAINING.md for what each flag does and why.
-# THREADS=1 is the default because, on this 2-core machine shared with other work, one thread ran a step faster than
-# two in a profiler probe; python -m stemclean.train.throughput is the committed comparison (threads and bf16) to set
-# it by, on a quiet machine.
+# THREADS=2: on a quiet machine two threads ran a step 1.75x as fast as one, and bf16 autocast was no faster
+# (python -m stemclean.train.throughput -> benchmarks/results/throughput.json); rerun it on a new machine.
 # The v1 recipe that made the shipped stemclean-v1 is this script as of commit bf13c04.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-THREADS=${THREADS:-1}
+THREADS=${THREADS:-2}
 RUN=${RUN:-runs/v2}
 SNAPSHOT=stemclean/models/stemclean-v2.pt
 
