@@ -4,7 +4,7 @@
 #   ControlNet phases: trunk (stem only), control (trunk frozen), then a long joint phase, with the val set scored
 #   every VAL_EVERY steps into runs/v2/log.jsonl (python -m stemclean.train.curves plots it).
 # The data come from scripts/make_data.sh. See docs/TRAINING.md for what each flag does and why.
-# THREADS=2: on a quiet machine two threads ran a step 1.75x as fast as one, and bf16 autocast was no faster
+# THREADS=2: on a quiet machine two threads ran a step clearly faster than one, and bf16 autocast was no faster
 # (python -m stemclean.train.throughput -> benchmarks/results/throughput.json); rerun it on a new machine.
 # The v1 recipe that made the shipped stemclean-v1 is this script as of commit bf13c04.
 set -euo pipefail
