@@ -151,7 +151,8 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
                   blocks=2, time_stride=None, stereo=False, consistency=0.5, real_fraction=0.3, init=None,
                   bleed_weight=0.01, sdr_weight=0.01, save_every=2, threads=1, seed=0, evidence=False,
                   band_mix=False, segment_seconds=2.0, bleed_fraction=0.3, bf16=False, val_every=0, workers=0,
-                  resume_weights=None, snapshot=None, songs=None, recordings=None, recordings_fraction=0.0)
+                  resume_weights=None, snapshot=None, songs=None, recordings=None, recordings_fraction=0.0,
+                  gate_bias=None)
     fit.main(plan="trunk:2,control:2", **common)
     first = torch.load(run / "last.pt", weights_only=False)
     assert (first["phase_index"], first["phase_step"]) == (1, 2)
@@ -245,10 +246,29 @@ def test_sampler_draws_additive_bleed_at_the_documented_levels(tiny_corpus):
         assert np.allclose(example.mix, example.clean + (example.mix - example.clean))  # exact sum of the sources
 
 
+def _write_recordings(root, split: str, rng, estimate) -> None:
+    """One mix of a real-recordings corpus in realcorpus's layout (a high tone as vocals, a low one as accompaniment),
+    with ``estimate(stems, name)`` as its Spleeter output."""
+    entry = {"id": f"real-{split}-0000", "split": split, "duration_s": 2.0,
+             "vocals": {"mode": "sung", "group": "a"}, "accompaniment": {"group": "b"}}
+    stems = {"vocals": _tone(3000, 2, rng), "accompaniment": _tone(150, 2, rng)}
+    for folder, samples_of in ((root / "corpus" / split / entry["id"], lambda name: stems[name]),
+                               (root / "spleeter" / split / entry["id"], lambda name: estimate(stems, name))):
+        folder.mkdir(parents=True)
+        for name in stems:
+            sf.write(folder / f"{name}.flac", samples_of(name), spectral.SAMPLE_RATE, subtype="PCM_16")
+    (root / "corpus" / "manifest.json").write_text(json.dumps({"songs": [entry]}))
+
+
 def test_val_cases_score_a_model_that_removes_bleed_above_one_that_does_nothing(tmp_path):
     corpus = _write_corpus(tmp_path / "corpus", "val")
-    cases = validate.val_cases(corpus, None, seconds=2.0)
-    assert {case.kind for case in cases} == {"bleed"} and len(cases) == 2 * len(validate.BLEED_ROWS)
+    # a real recording whose Spleeter estimates carry a quarter of the other stem: bleed, like the rows above
+    _write_recordings(tmp_path / "real", "val", np.random.default_rng(3),
+                      lambda stems, name: stems[name] + 0.25 * sum(v for k, v in stems.items() if k != name))
+    cases = validate.ValSet(corpus, None, tmp_path / "real").cases()
+    assert [case.kind for case in cases].count("bleed") == 2 * len(validate.BLEED_ROWS)
+    assert sorted(case.row for case in cases if case.kind == "real") == ["Real Spleeter accompaniment",
+                                                                       "Real Spleeter vocals"]
 
     class Oracle(torch.nn.Module):  # returns the true stem: the best any model can do
         def forward(self, stem, mix, level, stem_type):
@@ -259,9 +279,9 @@ def test_val_cases_score_a_model_that_removes_bleed_above_one_that_does_nothing(
         def forward(self, stem, mix, level, stem_type):
             return stem
 
-    identity = validate.score(Identity(), cases, oracle=True)
-    assert abs(identity["bleed"]) < 1e-6
-    assert validate.score(Oracle(), cases)["bleed"] > 10.0
+    identity, best = validate.score(Identity(), cases, oracle=True), validate.score(Oracle(), cases)
+    assert abs(identity["bleed"]) < 1e-6 and abs(identity["real"]) < 1e-6
+    assert best["bleed"] > 10.0 and best["real"] > 10.0 and best["medians"]["real"] > 10.0
     assert identity["oracle"]["bleed"] > 3.0, "the oracle mask removes most additive bleed of tones"
 
 
@@ -270,7 +290,7 @@ def test_a_weights_only_snapshot_resumes_the_run_on_a_machine_without_it(tiny_co
                   time_stride=2, stereo=False, consistency=0.0, real_fraction=0.0, init=None, bleed_weight=0.01,
                   sdr_weight=0.01, save_every=1, threads=1, seed=0, evidence=True, band_mix=True, segment_seconds=1.0,
                   bleed_fraction=0.5, bf16=False, val_every=0, workers=0, songs=None, recordings=None,
-                  recordings_fraction=0.0)
+                  recordings_fraction=0.0, gate_bias=None)
     snapshot = tmp_path / "models" / "snapshot.pt"
     fit.main(run=tmp_path / "first", plan="trunk:2", resume_weights=None, snapshot=snapshot, **common)
     assert "optimizer" not in torch.load(snapshot, weights_only=False)
@@ -278,6 +298,14 @@ def test_a_weights_only_snapshot_resumes_the_run_on_a_machine_without_it(tiny_co
     resumed = torch.load(tmp_path / "fresh" / "last.pt", weights_only=False)
     assert (resumed["phase_index"], resumed["phase_step"], resumed["examples"]) == (1, 1, 3 * common["batch_size"])
     assert resumed["model_config"]["evidence"] and resumed["model_config"]["band_mix"]
+
+    # a fine-tune that reopens a shut de-bleed gate: one step from the reset bias, and the history says so
+    fit.main(run=tmp_path / "reopened", plan="joint:1", resume_weights=None, snapshot=None,
+             **{**common, "init": snapshot, "gate_bias": -1.0})
+    reopened = torch.load(tmp_path / "reopened" / "last.pt", weights_only=False)
+    gate = torch.stack([reopened["model"][f"head.proj.{k}.2.bias"].view(-1, 5)[:, 4] for k in range(3)])
+    assert torch.allclose(gate, torch.full_like(gate, -1.0), atol=0.05)
+    assert reopened["history"][-1]["gate_bias_after"] == -1.0
 
 
 def test_a_short_training_run_lowers_the_loss():
@@ -314,15 +342,8 @@ def test_a_short_training_run_lowers_the_loss():
 def test_sampler_draws_real_recordings_with_their_spleeter_pairs(tiny_corpus, tmp_path):
     """A real-recordings corpus in realcorpus's layout: with every draw from it, the true stem is its vocals or
     accompaniment, the mixture their sum, and the damaged stem its Spleeter estimate."""
-    rng = np.random.default_rng(5)
-    root, entry = tmp_path / "real", {"id": "real-train-0000", "split": "train", "duration_s": 2.0,
-                                      "vocals": {"mode": "sung", "group": "a"}, "accompaniment": {"group": "b"}}
-    stems = {"vocals": _tone(3000, 2, rng), "accompaniment": _tone(150, 2, rng)}
-    for folder, scale in ((root / "corpus" / "train" / entry["id"], 1.0), (root / "spleeter" / "train" / entry["id"], 0.5)):
-        folder.mkdir(parents=True)
-        for name, samples in stems.items():
-            sf.write(folder / f"{name}.flac", scale * samples, spectral.SAMPLE_RATE, subtype="PCM_16")
-    (root / "corpus" / "manifest.json").write_text(json.dumps({"songs": [entry]}))
+    root = tmp_path / "real"
+    _write_recordings(root, "train", np.random.default_rng(5), lambda stems, name: 0.5 * stems[name])
     sampler = sampling.CorpusSampler(tiny_corpus, None, "train", seed=6, real_fraction=1.0, segment_seconds=1.0,
                                      recordings=root, recordings_fraction=1.0)
     for _ in range(4):

@@ -17,7 +17,8 @@ matplotlib.use("Agg")  # files only; no display on a build machine
 import matplotlib.pyplot as plt  # noqa: E402
 import typer  # noqa: E402
 
-KINDS = {"spleeter": "real Spleeter pairs", "bleed": "additive bleed rows"}
+KINDS = {"spleeter": "real Spleeter pairs", "bleed": "additive bleed rows",
+         "real": "Spleeter pairs of real recordings"}
 
 
 def val_points(run: Path) -> list[dict]:
@@ -37,8 +38,13 @@ def plot(runs: list[Path], out: Path) -> None:
         points = val_points(run)
         for row, (kind, title) in enumerate(KINDS.items()):
             have = [p for p in points if kind in p]
+            medians = [p for p in have if kind in p.get("medians", {})]
             for col, x in enumerate(("examples", "hours")):
-                axes[row][col].plot([p[x] for p in have], [p[kind] for p in have], marker=".", label=run.name)
+                line, = axes[row][col].plot([p[x] for p in have], [p[kind] for p in have], marker=".",
+                                            label=f"{run.name} mean")
+                if medians:  # the val set is a few songs: the median shows what one outlier does to the mean
+                    axes[row][col].plot([p[x] for p in medians], [p["medians"][kind] for p in medians], linestyle="--",
+                                        color=line.get_color(), label=f"{run.name} median")
     for row, title in enumerate(KINDS.values()):
         for col, xlabel in enumerate(("examples seen", "training hours (wall clock, 2-core machine)")):
             ax = axes[row][col]

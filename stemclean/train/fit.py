@@ -173,6 +173,8 @@ def main(
     consistency: float = typer.Option(0.3, help="Share of batches trained on the sampler's own intermediate states."),
     real_fraction: float = typer.Option(0.3, help="Share of vocals/accompaniment examples from real Spleeter pairs."),
     init: Path = typer.Option(None, help="Start a new run from this checkpoint's weights (fine-tuning)."),
+    gate_bias: float = typer.Option(None, help="With --init: reset the de-bleed gate's bias to this (an --evidence "
+                                    "parent whose gate never opened; see Denoiser.set_gate_bias)."),
     bleed_weight: float = typer.Option(0.01, help="Weight of the bleed (differentiable SIR) loss, per dB."),
     sdr_weight: float = typer.Option(0.01, help="Weight of the negative SI-SDR loss, per dB."),
     recordings: Path = typer.Option(Path("data/real"), help="The real-recordings corpus (stemclean.train.realcorpus), "
@@ -211,6 +213,11 @@ def main(
                    {"plan": parent["plan"], "run": str(init.parent), "steps": steps_done(parent),
                     **{k: parent[k] for k in RECIPE_KEYS if k in parent}}]
         typer.echo(f"starting from the weights of {init}", err=True)
+        if gate_bias is not None:
+            if not model.evidence:
+                raise typer.BadParameter("--gate-bias needs an --evidence parent: there is no gate")
+            model.set_gate_bias(gate_bias)
+            history[-1]["gate_bias_after"] = gate_bias
         if time_stride is not None:
             model.time_stride = time_stride  # no parameter depends on it, so the parent's weights carry over
         if stereo and not model.stereo:
@@ -226,7 +233,7 @@ def main(
     batches = iter(torch.utils.data.DataLoader(BatchStream(sampler, examples_per_step), batch_size=None,
                                                num_workers=workers, prefetch_factor=4 if workers else None,
                                                persistent_workers=workers > 0))
-    val_set = validate.ValSet(corpus, spleeter)
+    val_set = validate.ValSet(corpus, spleeter, recordings)
     recipe = dict(zip(RECIPE_KEYS, (real_fraction, bleed_weight, sdr_weight, bleed_fraction, segment_seconds, bf16,
                                     recordings_fraction), strict=True))
     rng = np.random.default_rng(seed + 7)

@@ -1,24 +1,31 @@
 """A fixed val set scored during training: the y-axis of the learning curves.
 
 It mirrors the benchmark's cases on the val split (never test): each val song's real Spleeter vocals and
-accompaniment, and three additive-bleed rows made from the song's own stems. One excerpt per song and case, channel 0,
-one sampler step at the level the case implies, scored as ΔSI-SDR against the true stem. It is a cheap proxy for
-``benchmarks.quality --split val``, cheap enough to run every few hundred steps of a long run.
+accompaniment, three additive-bleed rows made from the song's own stems, and, where the real-recordings corpus is
+made, the Spleeter pairs of its first val mixes (real voices over real music: the kind of material users bring).
+One excerpt per song and case, channel 0, one sampler step at the level the case implies, scored as ΔSI-SDR against
+the true stem. It is a cheap proxy for ``benchmarks.quality --split val``, cheap enough to run every few hundred steps
+of a long run. ``python -m stemclean.train.validate CHECKPOINT`` scores one checkpoint the same way.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
+import typer
 
 from stemclean import audio, engine, spectral
+from stemclean.files import write_text_atomic
 from stemclean.stems import stem_index
+from stemclean.train import realcorpus
 from stemclean.train.corpus import load_manifest
 from stemclean.train.degrade import add_leak
+from stemclean.train.export import load_checkpoint
 from stemclean.train.metrics import si_sdr
 from stemclean.train.sampler import level_of, others_of, parts_of
 from stemclean.train.separators import SPLEETER_STEMS
@@ -33,6 +40,8 @@ BLEED_ROWS = (
 
 
 _SILENT_SHARE = 1e-3  # a stem with less than this share of the excerpt's mixture energy is not scored
+# Real-recording val mixes scored: enough speakers and soundtracks to average over, few enough to keep a val pass short.
+REAL_MIXES = 8
 
 
 def _energy(spec: np.ndarray) -> float:
@@ -90,21 +99,54 @@ def val_cases(corpus: Path, spleeter: Path | None, seconds: float = VAL_SECONDS,
     return cases
 
 
+def real_cases(recordings: Path, seconds: float = VAL_SECONDS, split: str = "val") -> list[Case]:
+    """Spleeter vocals and accompaniment of the first REAL_MIXES finished ``split`` mixes of the real recordings,
+    from each mix's middle, at the level the engine estimates for the whole file (as the sampler conditions them)."""
+    cases = []
+    segment = int(seconds * spectral.SAMPLE_RATE)
+    pairs = [p for p in realcorpus.load_pairs(recordings, split) if p["spleeter_vocals"] is not None]
+    for pair in sorted(pairs, key=lambda p: p["id"])[:REAL_MIXES]:
+        frames = sf.info(str(pair["vocals"])).frames
+        start = max(0, frames // 2 - segment // 2)
+        whole_mix = audio.array_source(realcorpus.mixture(pair).T, spectral.SAMPLE_RATE)
+        mix = spectral.stft(realcorpus.mixture(pair, start, start + segment)[:, :1].T)
+        for stem in SPLEETER_STEMS:
+            def read(path: Path) -> np.ndarray:
+                return sf.read(str(path), start=start, stop=start + segment, dtype="float32",
+                               always_2d=True)[0][:, :1].T
+            clean = spectral.stft(read(pair[stem]))
+            if _energy(clean) < _SILENT_SHARE * _energy(mix):
+                continue
+            level = engine.estimate_level(audio.file_source(pair[f"spleeter_{stem}"]), whole_mix)
+            cases.append(Case(pair["id"], "real", f"Real Spleeter {stem}", spectral.stft(read(pair[f"spleeter_{stem}"])),
+                              mix, clean, level, stem_index(stem)))
+    return cases
+
+
 class ValSet:
     """The val cases, rebuilt only when the set of val Spleeter pairs on disk changes (they may still be rendering
-    when a run starts); ``cases()`` is cheap otherwise."""
+    when a run starts); ``cases()`` is cheap otherwise. With ``recordings``, the real-recording cases join them."""
 
-    def __init__(self, corpus: Path, spleeter: Path | None):
-        self.corpus, self.spleeter = corpus, spleeter
-        self._key: tuple[str, ...] | None = None
+    def __init__(self, corpus: Path, spleeter: Path | None, recordings: Path | None = None):
+        self.corpus, self.spleeter, self.recordings = corpus, spleeter, recordings
+        self._key: tuple | None = None
         self._cases: list[Case] = []
 
     def cases(self) -> list[Case]:
         root = self.spleeter / "val" if self.spleeter else None
         key = tuple(sorted(p.parent.name for p in root.glob("*/accompaniment.wav"))) if root and root.exists() else ()
-        if key != self._key:
-            self._key, self._cases = key, val_cases(self.corpus, self.spleeter)
+        real = self._real_ids()
+        if (key, real) != self._key:
+            self._key = key, real
+            self._cases = val_cases(self.corpus, self.spleeter) + (real_cases(self.recordings) if real else [])
         return self._cases
+
+    def _real_ids(self) -> tuple[str, ...]:
+        """The real-recording val mixes that real_cases would score now (none without the corpus)."""
+        if self.recordings is None or not (self.recordings / "corpus" / "manifest.json").exists():
+            return ()
+        done = sorted(p["id"] for p in realcorpus.load_pairs(self.recordings, "val") if p["spleeter_vocals"])
+        return tuple(done[:REAL_MIXES])
 
 
 def oracle_spec(case: Case) -> np.ndarray:
@@ -122,8 +164,12 @@ def _gain(estimate: np.ndarray, case: Case) -> float:
 
 
 def _means(gains: dict[tuple[str, str], list[float]]) -> dict:
+    """Mean gain per kind and per row, and the median per kind: with a few songs, one case that gains several dB
+    (a song without vocals, whose Spleeter accompaniment lacks what went to the vocals) can carry the mean alone."""
     kinds = sorted({kind for kind, _ in gains})
-    return {**{kind: float(np.mean([g for (k, _), v in gains.items() if k == kind for g in v])) for kind in kinds},
+    per_kind = {kind: [g for (k, _), v in gains.items() if k == kind for g in v] for kind in kinds}
+    return {**{kind: float(np.mean(v)) for kind, v in per_kind.items()},
+            "medians": {kind: float(np.median(v)) for kind, v in per_kind.items()},
             "rows": {row: float(np.mean(v)) for (_, row), v in gains.items()}}
 
 
@@ -142,3 +188,27 @@ def score(model: torch.nn.Module, cases: list[Case], oracle: bool = False) -> di
                 ceiling.setdefault((case.kind, case.row), []).append(_gain(oracle_spec(case), case))
     model.train()
     return {"cases": len(cases), **_means(gains), **({"oracle": _means(ceiling)} if oracle else {})}
+
+
+def main(
+    checkpoint: Path,
+    corpus: Path = typer.Option(Path("data/corpus")),
+    spleeter: Path = typer.Option(Path("data/spleeter")),
+    recordings: Path = typer.Option(Path("data/real"), help="The real-recordings corpus, if made."),
+    gate_bias: float = typer.Option(None, help="Score with the de-bleed gate's bias set to this (10: fully open), "
+                                    "to see what the gate is worth before training it."),
+    out: Path = typer.Option(None, help="Also write the scores here as JSON."),
+) -> None:
+    """Score CHECKPOINT on the val set as training does (with the oracle mask's scores beside it)."""
+    model, _ = load_checkpoint(checkpoint)
+    if gate_bias is not None:
+        model.set_gate_bias(gate_bias)
+    scores = {"checkpoint": str(checkpoint), "gate_bias": gate_bias,
+              **score(model, ValSet(corpus, spleeter, recordings).cases(), oracle=True)}
+    typer.echo(json.dumps(scores, indent=1))
+    if out is not None:
+        write_text_atomic(out, json.dumps(scores, indent=1))
+
+
+if __name__ == "__main__":
+    typer.run(main)
