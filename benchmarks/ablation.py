@@ -58,17 +58,15 @@ def markdown(results: dict) -> str:
     body = [[r["variant"], VARIANTS[r["variant"]], results["budget_steps"][r["variant"]],
              f"`{results['trained_at'][r['variant']]}`", r["source"], r["cases"], r["delta_si_sdr"]]
             for r in results["results"]]
-    return "\n".join([
-        "## Ablations", "",
-        report.how_measured(results["meta"]),
+    return report.table_section(
+        "## Ablations", results["meta"],
         f"Each variant trained by `scripts/train_ablations.sh` for the same small budget of optimizer steps, then scored "
         f"at one sampler step on {len(results['songs'])} {results.get('split', 'test')} songs "
         f"({results['excerpt_s']:g} s excerpts). ΔSI-SDR in "
         "dB over the input; higher is better. The budget is far below the shipped model's, so these compare training "
         "recipes, not final quality. Each variant is one training run (one seed) with the network and ladder of the "
-        "commit it was trained at, so differences of a few tenths of a dB are not settled.", "",
-        report.table(["variant", "what", "steps", "trained at", "cases from", "n", "ΔSI-SDR"], body),
-    ]) + "\n"
+        "commit it was trained at, so differences of a few tenths of a dB are not settled.",
+        ["variant", "what", "steps", "trained at", "cases from", "n", "ΔSI-SDR"], body)
 
 
 def main(

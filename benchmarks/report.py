@@ -118,6 +118,11 @@ def how_measured(meta: dict) -> str:
     return line
 
 
+def table_section(heading: str, meta: dict, text: str, headers: list[str], rows: list[list]) -> str:
+    """A page section of one table: its heading, how it was measured, what it shows, then the table."""
+    return "\n".join([heading, "", how_measured(meta), text, "", table(headers, rows)]) + "\n"
+
+
 def table(headers: list[str], rows: list[list]) -> str:
     """A markdown table; floats are printed with two decimals, missing values as a dash."""
     def cell(value) -> str:
