@@ -473,10 +473,11 @@ def realism(real: dict, rendered: dict) -> str:
                f"**{ratio:.2f}** ({'meets' if ratio >= REALISM_GOAL else 'below'} the goal of {REALISM_GOAL:g})")
     configs = [results["config"] for results in (real, rendered)]
     hashes = [c.get("model_sha256") for c in configs]
+    names = [Path(c["model"] or "none").name for c in configs]
     same = ("the same model (SHA-256 `" + hashes[0][:12] + "…`)" if hashes[0] and hashes[0] == hashes[1] else
             "different models" if all(hashes) else
-            f"models `{configs[0]['model']}` and `{configs[1]['model']}` (a SHA-256 is recorded by "
-            f"{'neither run' if not any(hashes) else 'one run only'}, so their identity is not checked)")
+            f"models named `{names[0]}` and `{names[1]}` (a SHA-256 is recorded by "
+            f"{'neither run' if not any(hashes) else 'one run only'}, so that they are one model is not checked)")
     splits = ", ".join(f"{c.get('corpus', 'rendered')} {c['split']} ({len(c['songs'])})" for c in configs)
     return "\n".join([
         "### Realism ratio", "",
