@@ -29,12 +29,12 @@ VARIANTS = {
 
 def run(runs: Path, corpus: Path, spleeter: Path, seconds: float, level: float, split: str = SPLIT) -> dict:
     """Mean SI-SDR change per variant and case source, one step each."""
-    songs = quality.split_songs(corpus, split)
+    songs = quality.corpus_songs(corpus, spleeter, split)
     models = {name: Model(runs / f"ablation-{name}" / "model.onnx", device="cpu")
               for name in VARIANTS if (runs / f"ablation-{name}" / "model.onnx").exists()}
     methods = {name: quality.model_methods(model, ["1"])["stemclean@1"] for name, model in models.items()}
     rows = []
-    for case in quality.cases(corpus, spleeter, split, seconds, (level,), 0, songs):
+    for case in quality.cases(songs, seconds, (level,), 0):
         if case.source == "clean":
             continue
         case_rows, _ = quality.score(case, methods)
@@ -42,7 +42,7 @@ def run(runs: Path, corpus: Path, spleeter: Path, seconds: float, level: float, 
     means = {}
     for row in rows:
         means.setdefault((row["method"], row["source"]), []).append(row["delta_si_sdr"])
-    return {"meta": report.provenance(), "split": split, "songs": songs, "excerpt_s": seconds,
+    return {"meta": report.provenance(), "split": split, "songs": [song.id for song in songs], "excerpt_s": seconds,
             "budget_steps": {name: _steps(runs / f"ablation-{name}" / "log.jsonl") for name in methods},
             "trained_at": {name: model.metadata.get("commit", "unknown")[:7] for name, model in models.items()},
             "results": [{"variant": m, "source": s, "delta_si_sdr": float(np.mean(v)), "cases": len(v)}
@@ -58,17 +58,15 @@ def markdown(results: dict) -> str:
     body = [[r["variant"], VARIANTS[r["variant"]], results["budget_steps"][r["variant"]],
              f"`{results['trained_at'][r['variant']]}`", r["source"], r["cases"], r["delta_si_sdr"]]
             for r in results["results"]]
-    return "\n".join([
-        "## Ablations", "",
-        report.how_measured(results["meta"]),
+    return report.table_section(
+        "## Ablations", results["meta"],
         f"Each variant trained by `scripts/train_ablations.sh` for the same small budget of optimizer steps, then scored "
         f"at one sampler step on {len(results['songs'])} {results.get('split', 'test')} songs "
         f"({results['excerpt_s']:g} s excerpts). ΔSI-SDR in "
         "dB over the input; higher is better. The budget is far below the shipped model's, so these compare training "
         "recipes, not final quality. Each variant is one training run (one seed) with the network and ladder of the "
-        "commit it was trained at, so differences of a few tenths of a dB are not settled.", "",
-        report.table(["variant", "what", "steps", "trained at", "cases from", "n", "ΔSI-SDR"], body),
-    ]) + "\n"
+        "commit it was trained at, so differences of a few tenths of a dB are not settled.",
+        ["variant", "what", "steps", "trained at", "cases from", "n", "ΔSI-SDR"], body)
 
 
 def main(

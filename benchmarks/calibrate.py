@@ -6,7 +6,8 @@ real Spleeter artifacts.
 2. Speed: ladder examples per second on 2 s stereo segments, one core.
 3. Spleeter vs ladder: each real Spleeter output is fitted to the level its SI-SDR implies
    (``schedule.level_for_sdr``); the same excerpt degraded by the ladder at that level is compared with it: SI-SDR,
-   SIR and SAR distributions, and the error's energy per frequency band.
+   SIR and SAR distributions, and the error's energy per frequency band. Done on the rendered songs and, where
+   ``--real`` holds the real-recordings corpus (``stemclean.train.realcorpus``), on real voices and real music too.
 4. Start-level estimate: ``schedule.stem_residual_coherence`` on clean stems, ladder levels and Spleeter outputs, and
    the ``COHERENCE_AT_ZERO`` / ``COHERENCE_AT_ONE`` that a straight-line fit of coherence against ``t`` proposes.
 
@@ -95,17 +96,17 @@ def ladder_speed(stems: dict[str, np.ndarray], mix: np.ndarray, seed: int, examp
             "segment_s": SPEED_SECONDS, "channels": int(mix.shape[0])}
 
 
-def spleeter_pairs(corpus: Path, spleeter: Path, split: str, songs: list[str], seconds: float,
+def spleeter_pairs(songs: list[quality.Song], seconds: float,
                    seed: int) -> tuple[list[dict], dict[str, dict[str, list[np.ndarray]]]]:
     """Every Spleeter output against its truth, beside the ladder at the fitted level; and error spectra for the plot."""
     pairs, spectra = [], {"spleeter": {}, "ladder": {}}
     for song_index, song in enumerate(songs):
-        if not (spleeter / split / song).is_dir():
+        if not any(path.exists() for path in song.separated.values()):
             continue
-        window, stems, mix = quality.load_excerpt(corpus / split / song, seconds)
+        window, stems, mix = quality.load_excerpt(song, seconds)
         truths = quality.with_accompaniment(stems)
         for stem_index, name in enumerate(quality.SPLEETER_STEMS):
-            separated = quality.read_separated(spleeter, split, song, name, mix.shape[1], window)
+            separated = quality.read_estimate(song.separated[name], mix.shape[1], window)
             if separated is None:
                 continue
             measured = _measure(separated, truths[name], mix)
@@ -113,7 +114,7 @@ def spleeter_pairs(corpus: Path, spleeter: Path, split: str, songs: list[str], s
             rng = np.random.default_rng([seed, song_index, stem_index])
             laddered = degrade(truths[name], mix - truths[name], level, rng, name)
             pairs.append({
-                "song": song, "stem": name, "t_fit": level,
+                "song": song.id, "stem": name, "t_fit": level,
                 "spleeter": measured | {"bands": _error_bands(separated, truths[name])},
                 "ladder": _measure(laddered, truths[name], mix) | {"bands": _error_bands(laddered, truths[name])},
             })
@@ -174,35 +175,43 @@ def _mean_by_level(rows: list[dict]) -> list[dict]:
 
 def run(corpus: Path, spleeter: Path, split: str, seconds: float, ladder_seconds: float, seed: int,
         max_songs: int | None, images: Path, levels: tuple[float, ...] = LEVELS,
-        speed_examples: int = SPEED_EXAMPLES) -> dict:
-    """All four measurements and their plots; returns the results to save."""
-    songs = quality.split_songs(corpus, split)[:max_songs]
+        speed_examples: int = SPEED_EXAMPLES, real: Path | None = None) -> dict:
+    """All four measurements and their plots, the Spleeter comparison also on the real recordings at ``real`` when
+    that folder holds them; returns the results to save."""
+    songs = quality.corpus_songs(corpus, spleeter, split)[:max_songs]
     if not songs:
         raise ValueError(f"the corpus at {corpus} has no songs in split {split!r}")
+    real_songs = quality.corpus_songs(real, real, split)[:max_songs] if real and quality.is_real(real) else []
     excerpts = []
     for song in songs:
-        _, stems, mix = quality.load_excerpt(corpus / split / song, ladder_seconds)
-        excerpts.append((song, stems, mix))
-        typer.echo(f"loaded {song}", err=True)
+        _, stems, mix = quality.load_excerpt(song, ladder_seconds)
+        excerpts.append((song.id, stems, mix))
+        typer.echo(f"loaded {song.id}", err=True)
     level_rows = ladder_levels(excerpts, levels, seed)
     typer.echo("ladder levels measured", err=True)
     speed = ladder_speed(excerpts[0][1], excerpts[0][2], seed, speed_examples)
-    pairs, spectra = spleeter_pairs(corpus, spleeter, split, songs, seconds, seed)
-    typer.echo(f"{len(pairs)} Spleeter pairs measured", err=True)
+    pairs, spectra = spleeter_pairs(songs, seconds, seed)
+    real_pairs, real_spectra = spleeter_pairs(real_songs, seconds, seed)
+    typer.echo(f"{len(pairs)} rendered and {len(real_pairs)} real-recording Spleeter pairs measured", err=True)
     clean = clean_coherence(excerpts)
     images.mkdir(parents=True, exist_ok=True)
     level_table = _mean_by_level(level_rows)
     plots = {"levels": _plot_levels(level_table, images / "calibration_levels.png")}
-    if pairs:
-        plots["error_spectrum"] = _plot_error_spectra(spectra, images / "calibration_error_spectrum.png")
-        plots["distributions"] = _plot_distributions(pairs, images / "calibration_distributions.png")
+    for prefix, measured, errors in (("", pairs, spectra), ("real_", real_pairs, real_spectra)):
+        if measured:
+            plots[f"{prefix}error_spectrum"] = _plot_error_spectra(
+                errors, images / f"calibration_{prefix}error_spectrum.png")
+            plots[f"{prefix}distributions"] = _plot_distributions(
+                measured, images / f"calibration_{prefix}distributions.png")
     return {
         "meta": report.provenance(),
-        "config": {"split": split, "songs": songs, "excerpt_s": seconds, "ladder_excerpt_s": ladder_seconds,
-                   "seed": seed, "levels": list(levels), "band_edges_hz": list(BAND_EDGES_HZ)},
+        "config": {"split": split, "songs": [song.id for song in songs],
+                   "real_songs": [song.id for song in real_songs], "excerpt_s": seconds, "ladder_excerpt_s": ladder_seconds, "seed": seed, "levels": list(levels),
+                   "band_edges_hz": list(BAND_EDGES_HZ)},
         "ladder": level_table,
         "speed": speed,
         "pairs": pairs,
+        "real_pairs": real_pairs,
         "clean_coherence": clean,
         "coherence": propose_coherence(level_rows, clean, pairs),
         "plots": {name: os.path.relpath(path, report.ROOT) for name, path in plots.items()},
@@ -266,6 +275,49 @@ def _spread(values: list[float]) -> str:
     return f"{p50:.1f} [{p10:.1f}, {p90:.1f}]"
 
 
+_PAIR_PLOTS = {"error_spectrum": "Error spectra", "distributions": "Distributions"}
+
+
+def _pairs_section(pairs: list[dict], edges: list[float], material: str, plots: dict[str, str]) -> list[str]:
+    """The Spleeter-against-ladder tables of one corpus (``material``), and its plots, as page lines."""
+    body = []
+    for name in quality.SPLEETER_STEMS:
+        subset = [p for p in pairs if p["stem"] == name]
+        if not subset:
+            continue
+        fitted = _spread([p["t_fit"] for p in subset])
+        for source in ("spleeter", "ladder"):
+            body.append([name, source, len(subset), fitted] + [_spread([p[source][k] for p in subset])
+                                                               for k in ("si_sdr", "sir", "sar", "coherence")])
+    bands = []
+    for lo, hi, index in zip(edges[:-1], edges[1:], range(len(edges) - 1)):
+        row = [f"{lo / 1000:g}–{hi / 1000:g}"]
+        for name in quality.SPLEETER_STEMS:
+            for source in ("spleeter", "ladder"):
+                values = [p[source]["bands"][index] for p in pairs if p["stem"] == name]
+                row.append(float(np.mean(values)) if values else None)
+        bands.append(row)
+    lines = [
+        "",
+        f"### Real Spleeter artifacts against the ladder at the fitted level: {material}",
+        "",
+        "Each Spleeter output gets the level its SI-SDR implies (`schedule.level_for_sdr`); the ladder then damages "
+        "the same excerpt at that level. Median [10th, 90th percentile] over songs; dB except t and coherence.",
+        "",
+        report.table(["stem", "source", "pairs", "fitted t", "SI-SDR", "SIR", "SAR", "coherence"], body),
+        "",
+        "Spectral shape of the error: energy of the SI-SDR error per band, in dB relative to the stem's total "
+        "energy, mean over songs.",
+        "",
+        report.table(["band (kHz)"] + [f"{n} {s}" for n in quality.SPLEETER_STEMS for s in ("Spleeter", "ladder")],
+                     bands),
+    ]
+    for name, path in plots.items():
+        caption = _PAIR_PLOTS[name.removeprefix("real_")]
+        lines += ["", f"![{caption}, {material}]({_image(path)})"]
+    return lines
+
+
 def markdown(results: dict) -> str:
     """The calibration section of docs/BENCHMARKS.md."""
     config, pairs, speed, coherence = results["config"], results["pairs"], results["speed"], results["coherence"]
@@ -290,43 +342,12 @@ def markdown(results: dict) -> str:
     ]
     if "levels" in results.get("plots", {}):
         lines += ["", f"![Ladder levels]({_image(results['plots']['levels'])})"]
-    if pairs:
-        body = []
-        for name in quality.SPLEETER_STEMS:
-            subset = [p for p in pairs if p["stem"] == name]
-            if not subset:
-                continue
-            fitted = _spread([p["t_fit"] for p in subset])
-            for source in ("spleeter", "ladder"):
-                body.append([name, source, len(subset), fitted] + [_spread([p[source][k] for p in subset])
-                                                                   for k in ("si_sdr", "sir", "sar", "coherence")])
-        edges = config["band_edges_hz"]
-        bands = []
-        for lo, hi, index in zip(edges[:-1], edges[1:], range(len(edges) - 1)):
-            row = [f"{lo / 1000:g}–{hi / 1000:g}"]
-            for name in quality.SPLEETER_STEMS:
-                for source in ("spleeter", "ladder"):
-                    values = [p[source]["bands"][index] for p in pairs if p["stem"] == name]
-                    row.append(float(np.mean(values)) if values else None)
-            bands.append(row)
-        lines += [
-            "",
-            "### Real Spleeter artifacts against the ladder at the fitted level",
-            "",
-            "Each Spleeter output gets the level its SI-SDR implies (`schedule.level_for_sdr`); the ladder then damages "
-            "the same excerpt at that level. Median [10th, 90th percentile] over songs; dB except t and coherence.",
-            "",
-            report.table(["stem", "source", "pairs", "fitted t", "SI-SDR", "SIR", "SAR", "coherence"], body),
-            "",
-            "Spectral shape of the error: energy of the SI-SDR error per band, in dB relative to the stem's total "
-            "energy, mean over songs.",
-            "",
-            report.table(["band (kHz)"] + [f"{n} {s}" for n in quality.SPLEETER_STEMS for s in ("Spleeter", "ladder")],
-                         bands),
-        ]
-        for name, caption in (("error_spectrum", "Error spectra"), ("distributions", "Distributions")):
-            if name in results.get("plots", {}):
-                lines += ["", f"![{caption}]({_image(results['plots'][name])})"]
+    for prefix, material, measured in (("", "rendered songs", pairs),
+                                       ("real_", "real recordings", results.get("real_pairs", []))):
+        if measured:
+            lines += _pairs_section(measured, config["band_edges_hz"], material,
+                                    {name: path for name, path in results.get("plots", {}).items()
+                                     if name.startswith(prefix) and name.removeprefix(prefix) in _PAIR_PLOTS})
     proposed, current = coherence["proposed"], coherence["current"]
     error_rows = []
     for label, constants, errors in (("current", current, coherence["current_errors"]),
@@ -360,6 +381,8 @@ def _image(path: str) -> str:
 def main(
     corpus: Path = typer.Option(Path("data/corpus"), help="Rendered corpus (manifest.json + split folders)."),
     spleeter: Path = typer.Option(Path("data/spleeter"), help="Spleeter outputs, <split>/<song>/{vocals,accompaniment}.wav."),
+    real: Path = typer.Option(Path("data/real"), help="Real-recordings corpus (python -m stemclean.train.realcorpus), "
+                              "whose Spleeter pairs are compared too; skipped where absent."),
     split: str = typer.Option("val", help="Which split to measure (choices are made on val)."),
     seconds: float = typer.Option(20.0, help="Excerpt length per song for the Spleeter comparison."),
     ladder_seconds: float = typer.Option(10.0, help="Excerpt length per song for the ladder table."),
@@ -375,10 +398,11 @@ def main(
     if smoke:
         scratch = Path(tempfile.mkdtemp(prefix="stemclean-smoke-"))
         corpus, out = quality.synthetic_corpus(scratch / "corpus", songs=1, seconds=2.5), out or scratch / "results"
+        real = quality.synthetic_real_corpus(scratch / "real", songs=1, seconds=2.5)
         seconds, ladder_seconds = 2.0, 2.0
     results_dir, images = (out, out / "img") if out else (report.RESULTS, report.IMAGES)
     try:
-        results = run(corpus, spleeter, split, seconds, ladder_seconds, seed, max_songs, images)
+        results = run(corpus, spleeter, split, seconds, ladder_seconds, seed, max_songs, images, real=real)
     except (FileNotFoundError, ValueError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from None

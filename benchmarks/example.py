@@ -63,15 +63,13 @@ def markdown(results: dict) -> str:
     titles = {"spleeter": "Spleeter's vocals (`vocals.flac`)", "bleed": f"true vocals, bleed: {results['bleed']}"}
     body = [[titles[r["source"]], r["method"], r["si_sdr"], r["delta_si_sdr"], r["sir"], r["sar"], r["mrstft"]]
             for r in results["rows"]]
-    return "\n".join([
-        "## The shipped example", "",
-        report.how_measured(results["meta"]),
+    return report.table_section(
+        "## The shipped example", results["meta"],
         f"The 10 s clip in `examples/`, scored against `vocals_true.flac`; stemclean is `{results['model']}` "
         f"(SHA-256 `{results['model_sha256'][:12]}…`) at default settings, as README's first run uses it. "
         "`tests/test_shipped_model.py` holds the shipped model to its SI-SDR gain on the first case and its SIR gain "
-        "on the second, read from these results.", "",
-        report.table(["input", "method", "SI-SDR", "ΔSI-SDR", "SIR", "SAR", "MR-STFT"], body),
-    ]) + "\n"
+        "on the second, read from these results.",
+        ["input", "method", "SI-SDR", "ΔSI-SDR", "SIR", "SAR", "MR-STFT"], body)
 
 
 def main(model: Path = typer.Option(None, help="Model to score (default: the shipped one or $STEMCLEAN_MODEL).")):

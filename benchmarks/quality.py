@@ -3,12 +3,20 @@
 The test split is only reported (``benchmarks/results/quality.json``); choices (``schedule.AUTO_STEPS``, the model-swap
 rules of docs/TRAINING.md, probes) are made on ``--split val`` (``quality-val.json``), and both are on the page.
 
+Two corpora, told apart by their layout: the rendered corpus (``--corpus data/corpus``: four ``.wav`` stems and
+``mixture.wav`` per song, Spleeter pairs under ``--spleeter``) and the real-recordings corpus (``--corpus data/real``,
+the folder ``stemclean.train.realcorpus`` makes: vocals and accompaniment as FLAC, the mixture their exact sum, its
+Spleeter pairs inside it), listed by ``realcorpus.load_pairs``. The real corpus's results are saved as
+``quality-real.json`` (test) and ``quality-real-val.json``; the page divides the model's gain on its Spleeter pairs by
+its gain on the rendered ones (the realism ratio, :func:`realism`).
+
 Cases, all on one fixed-length excerpt per song (the window where the weakest stem is loudest):
 
-- ``spleeter``: real Spleeter 2stems outputs (vocals, accompaniment) against the true vocals and drums+bass+other;
-- ``bleed``: a true stem with the rest of the mix leaking in (``validate.BLEED_ROWS``), the closed-form de-bleed's
-  ground;
-- ``ladder t=…``: the artifact ladder ``degrade``, the training sampler's own damage, for vocals, drums, bass, other;
+- ``spleeter``: real Spleeter 2stems outputs (vocals, accompaniment) against the true vocals and accompaniment
+  (drums+bass+other in the rendered corpus);
+- ``bleed``: a true stem with the rest of the mix leaking in (the rows of ``validate.BLEED_ROWS`` whose stem the
+  corpus has), the closed-form de-bleed's ground;
+- ``ladder t=…``: the artifact ladder ``degrade``, the training sampler's own damage, for each true stem;
 - ``clean``: the true stem itself goes in ("do no harm").
 
 Methods: identity, norbert softmask and Wiener, lsdebleed (the closed-form local least-squares de-bleed), the oracle
@@ -16,12 +24,13 @@ ideal ratio mask (the best real-valued mask on the mixture), and, with ``--model
 count. Metrics: SI-SDR and its change, SIR and SAR with the true stem and true residual as sources, the
 multi-resolution STFT distance, and the gap closed ``(method - input) / (oracle - input)`` in SI-SDR.
 
-Run: ``python -m benchmarks.quality [--split val] [--model PATH --steps 1,2,4,auto]`` (the shipped model is scored by
-default when it exists); ``--smoke`` runs on a tiny synthetic corpus in seconds.
+Run: ``python -m benchmarks.quality [--corpus data/real] [--split val] [--model PATH --steps 1,2,4,auto]`` (the
+shipped model is scored by default when it exists); ``--smoke`` runs on a tiny synthetic corpus in seconds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -38,12 +47,13 @@ import stemclean
 from benchmarks import report
 from stemclean.engine import Model, ModelError, default_model_path, load_model
 from stemclean.spectral import SAMPLE_RATE, istft, stft
-from stemclean.train import baselines, metrics
+from stemclean.train import baselines, corpus as rendered_corpus, metrics, realcorpus
 from stemclean.train.degrade import add_leak, degrade
 from stemclean.train.separators import SPLEETER_STEMS
 from stemclean.train.validate import BLEED_ROWS
 
 CORPUS_STEMS = ("vocals", "drums", "bass", "other")
+ACCOMPANIMENT_PARTS = ("drums", "bass", "other")
 # One ladder level, near where real Spleeter outputs sit (fitted t 0.7-0.9 in the calibration section).
 LEVELS = (0.75,)
 EXCERPT_S = 8.0
@@ -52,6 +62,10 @@ GAP_MIN_HEADROOM_DB = 0.5
 BASELINE_NAMES = ("identity", "softmask", "wiener", "lsdebleed", "oracle")
 # Sources in page order: real separator output first, the training distribution (the ladder) after the bleed cases.
 SOURCE_ORDER = ("spleeter", "bleed", "ladder", "clean")
+# The method whose gains the README and the realism ratio quote: stemclean at default settings.
+DEFAULT_METHOD = "stemclean@auto"
+# The realism ratio's goal (issue 21): the gain on real recordings keeps at least this share of the rendered gain.
+REALISM_GOAL = 0.75
 
 Method = Callable[["Case"], np.ndarray]
 
@@ -62,6 +76,17 @@ def add_bleed(truth: np.ndarray, mix: np.ndarray, row: tuple) -> np.ndarray:
     _, _, below_db, delay_s, cutoff_hz = row
     truth_spec = stft(truth)
     return istft(add_leak(truth_spec, stft(mix) - truth_spec, below_db, delay_s, cutoff_hz), truth.shape[-1])
+
+
+@dataclass
+class Song:
+    """One song of a corpus: its true stems' files, the Spleeter estimates that exist, and its mixture file (None where
+    the mixture is the exact sum of the stems, as in the real-recordings corpus)."""
+
+    id: str
+    stems: dict[str, Path]
+    separated: dict[str, Path]
+    mixture: Path | None = None
 
 
 @dataclass
@@ -107,18 +132,22 @@ def fit_length(audio: np.ndarray, length: int) -> np.ndarray:
     return np.pad(audio[:, :length], ((0, 0), (0, max(0, length - audio.shape[1]))))
 
 
-def read_separated(spleeter: Path, split: str, song: str, name: str, length: int,
-                   window: slice | None = None) -> np.ndarray | None:
-    """Spleeter's ``name`` output of ``song`` fitted to ``length`` samples (optionally only ``window``); None if absent."""
-    path = spleeter / split / song / f"{name}.wav"
+def read_estimate(path: Path, length: int, window: slice | None = None) -> np.ndarray | None:
+    """A separator's output at ``path`` fitted to ``length`` samples (optionally only ``window``); None if absent."""
     return fit_length(read_audio(path, window), length) if path.exists() else None
 
 
-def load_excerpt(folder: Path, seconds: float) -> tuple[slice, dict[str, np.ndarray], np.ndarray]:
-    """The excerpt window of a corpus song, its four stems and its mixture over that window."""
-    window = excerpt_window({name: read_audio(folder / f"{name}.wav") for name in CORPUS_STEMS}, seconds)
-    stems = {name: read_audio(folder / f"{name}.wav", window) for name in CORPUS_STEMS}
-    return window, stems, read_audio(folder / "mixture.wav", window)
+def read_separated(spleeter: Path, split: str, song: str, name: str, length: int,
+                   window: slice | None = None) -> np.ndarray | None:
+    """Spleeter's ``name`` output of a rendered ``song`` fitted to ``length`` samples; None if absent."""
+    return read_estimate(spleeter / split / song / f"{name}.wav", length, window)
+
+
+def load_excerpt(song: Song, seconds: float) -> tuple[slice, dict[str, np.ndarray], np.ndarray]:
+    """The excerpt window of a song, its true stems and its mixture over that window."""
+    window = excerpt_window({name: read_audio(path) for name, path in song.stems.items()}, seconds)
+    stems = {name: read_audio(path, window) for name, path in song.stems.items()}
+    return window, stems, read_audio(song.mixture, window) if song.mixture else sum(stems.values())
 
 
 def split_songs(corpus: Path, split: str) -> list[str]:
@@ -129,31 +158,56 @@ def split_songs(corpus: Path, split: str) -> list[str]:
     return sorted(song["id"] for song in json.loads(manifest.read_text())["songs"] if song["split"] == split)
 
 
+def is_real(corpus: Path) -> bool:
+    """Whether ``corpus`` is a real-recordings folder made by ``stemclean.train.realcorpus`` (``corpus/`` inside)."""
+    return (corpus / "corpus" / rendered_corpus.MANIFEST).exists()
+
+
+def corpus_songs(corpus: Path, spleeter: Path, split: str) -> list[Song]:
+    """The songs of ``split``, in a fixed order, from either layout: a rendered corpus with its Spleeter pairs under
+    ``spleeter``, or a real-recordings folder (its own Spleeter pairs inside, ``spleeter`` unused)."""
+    if is_real(corpus):
+        return [Song(pair["id"], {name: pair[name] for name in realcorpus.STEMS},
+                     {name: pair[f"spleeter_{name}"] for name in SPLEETER_STEMS if pair[f"spleeter_{name}"]})
+                for pair in sorted(realcorpus.load_pairs(corpus, split), key=lambda pair: pair["id"])]
+    return [Song(song, {name: corpus / split / song / f"{name}.wav" for name in CORPUS_STEMS},
+                 {name: spleeter / split / song / f"{name}.wav" for name in SPLEETER_STEMS},
+                 corpus / split / song / "mixture.wav")
+            for song in split_songs(corpus, split)]
+
+
 def with_accompaniment(stems: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The four true stems plus their accompaniment (all but the vocals), the second target of Spleeter 2stems."""
-    return {**stems, "accompaniment": stems["drums"] + stems["bass"] + stems["other"]}
+    """The true stems plus their accompaniment (all but the vocals) where the corpus keeps it in parts: the second
+    target of Spleeter 2stems."""
+    if "accompaniment" in stems:
+        return stems
+    return {**stems, "accompaniment": sum(stems[name] for name in ACCOMPANIMENT_PARTS)}
 
 
-def cases(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[float, ...], seed: int,
-          songs: list[str]) -> Iterator[Case]:
+def cases(songs: list[Song], seconds: float, levels: tuple[float, ...], seed: int) -> Iterator[Case]:
     """Every case of every song in ``songs``: Spleeter pairs where they exist, bleed, ladder levels, and clean stems."""
     for song_index, song in enumerate(songs):
-        window, stems, mix = load_excerpt(corpus / split / song, seconds)
+        window, stems, mix = load_excerpt(song, seconds)
         truths = with_accompaniment(stems)
         for name in SPLEETER_STEMS:
-            separated = read_separated(spleeter, split, song, name, mix.shape[1], window)
+            separated = read_estimate(song.separated[name], mix.shape[1], window) if name in song.separated else None
             if separated is not None:
-                yield Case(song, "spleeter", name, separated, truths[name], mix)
-        for row in BLEED_ROWS:
+                yield Case(song.id, "spleeter", name, separated, truths[name], mix)
+        for row in bleed_rows(truths):
             truth = truths[row[1]]
-            yield Case(song, "bleed", row[1], add_bleed(truth, mix, row), truth, mix)
+            yield Case(song.id, "bleed", row[1], add_bleed(truth, mix, row), truth, mix)
         for level_index, level in enumerate(levels):
-            for stem_index, name in enumerate(CORPUS_STEMS):
+            for stem_index, name in enumerate(stems):
                 rng = np.random.default_rng([seed, song_index, level_index, stem_index])
                 damaged = degrade(stems[name], mix - stems[name], level, rng, name)
-                yield Case(song, f"ladder t={level:g}", name, damaged, stems[name], mix)
-        for name in CORPUS_STEMS:
-            yield Case(song, "clean", name, stems[name], stems[name], mix)
+                yield Case(song.id, f"ladder t={level:g}", name, damaged, stems[name], mix)
+        for name in stems:
+            yield Case(song.id, "clean", name, stems[name], stems[name], mix)
+
+
+def bleed_rows(truths) -> tuple[tuple, ...]:
+    """The rows of ``validate.BLEED_ROWS`` whose target stem is among ``truths`` (names or arrays by name)."""
+    return tuple(row for row in BLEED_ROWS if row[1] in truths)
 
 
 def baseline_methods() -> dict[str, Method]:
@@ -214,16 +268,18 @@ def summarize(rows: list[dict]) -> list[dict]:
     return summary
 
 
-def results_name(split: str) -> str:
-    """The results file of a split: the test split's is the report, any other is named after its split."""
-    return "quality.json" if split == "test" else f"quality-{split}.json"
+def results_name(split: str, real: bool = False) -> str:
+    """The results file of a split: the test split's is the report, any other is named after its split; the
+    real-recordings corpus's carry ``-real``."""
+    return "-".join(["quality"] + ["real"] * real + [split] * (split != "test")) + ".json"
 
 
 def run(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[float, ...], seed: int,
         max_songs: int | None, model: Path | None, steps: list[str], images: Path,
         sources: tuple[str, ...] = SOURCE_ORDER) -> dict:
     """Score every method on every case of ``sources`` and draw the plots; returns the results to save."""
-    songs = split_songs(corpus, split)[:max_songs]
+    real = is_real(corpus)
+    songs = corpus_songs(corpus, spleeter, split)[:max_songs]
     if not songs:
         raise ValueError(f"the corpus at {corpus} has no songs in split {split!r}")
     if unknown := set(sources) - set(SOURCE_ORDER):
@@ -232,7 +288,7 @@ def run(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[
     # The before/after spectrogram shows real Spleeter vocals, or the strongest ladder level's vocals without them.
     showcase_rank = {("spleeter", "vocals"): 0, (f"ladder t={levels[-1]:g}", "vocals"): 1}
     rows, showcase = [], None
-    for case in cases(corpus, spleeter, split, seconds, levels, seed, songs):
+    for case in cases(songs, seconds, levels, seed):
         if case.source.split()[0] not in sources:
             continue
         case_rows, estimates = score(case, methods)
@@ -244,7 +300,7 @@ def run(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[
             f"{r['method']} {r['si_sdr']:.1f}" for r in case_rows), err=True)
     summary = summarize(rows)
     images.mkdir(parents=True, exist_ok=True)
-    prefix = Path(results_name(split)).stem
+    prefix = Path(results_name(split, real)).stem
     plots = {"methods": _plot_methods(summary, split, images / f"{prefix}_methods.png")}
     if showcase:
         plots["spectrogram"] = _plot_showcase(*showcase, images / f"{prefix}_spectrogram.png")
@@ -252,9 +308,12 @@ def run(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[
         plots["steps"] = _plot_steps(summary, steps, split, images / f"{prefix}_steps.png")
     return {
         "meta": report.provenance(),
-        "config": {"split": split, "songs": songs, "sources": list(sources), "excerpt_s": seconds,
-                   "levels": list(levels), "seed": seed, "bleeds": [row[0] for row in BLEED_ROWS],
-                   "model": str(model) if model else None, "steps": steps if model else []},
+        "config": {"corpus": "real" if real else "rendered", "split": split, "songs": [song.id for song in songs],
+                   "sources": list(sources), "excerpt_s": seconds, "levels": list(levels), "seed": seed,
+                   "bleeds": [row[0] for row in bleed_rows([*songs[0].stems, "accompaniment"])],
+                   "model": str(model) if model else None,
+                   "model_sha256": hashlib.sha256(Path(model).read_bytes()).hexdigest() if model else None,
+                   "steps": steps if model else []},
         "plots": {name: os.path.relpath(path, report.ROOT) for name, path in plots.items()},
         "summary": summary,
         "rows": rows,
@@ -344,16 +403,24 @@ def _title(source: str, config: dict) -> str:
 def markdown(results: dict) -> str:
     """A quality section of docs/BENCHMARKS.md: the test split's report, or the val split's numbers for choices."""
     config, summary = results["config"], results["summary"]
-    split = config["split"]
+    split, real = config["split"], config.get("corpus") == "real"
     heading = ("## Quality" if split == "test" else
                f"## Quality on the {split} split, where choices are made\n\nThe same benchmark on the {split} "
                "songs. `schedule.AUTO_STEPS` (the steps curve), the ladder calibration and the model-swap rules of "
                "docs/TRAINING.md are decided on these numbers; the test split above is only reported.")
+    if real:
+        heading = (f"## Quality on real recordings{'' if split == 'test' else f', {split} split'}\n\nThe same "
+                   "benchmark on the real-recordings corpus of `python -m stemclean.train.realcorpus`: real speech, "
+                   "sung along a melody or spoken, over real instrumental soundtracks or rendered songs, with test "
+                   "speakers and soundtracks never heard in training. Each mix has two true stems, vocals and "
+                   "accompaniment, and the mixture is their exact sum; the Spleeter rows are Spleeter 2stems run on "
+                   "that mixture.")
     lines = [
         heading,
         "",
         report.how_measured(results["meta"]),
-        f"Split `{split}`: {len(config['songs'])} songs, one {config['excerpt_s']:g} s excerpt each (the "
+        f"Split `{split}`: {len(config['songs'])} {'mixes' if real else 'songs'}, one {config['excerpt_s']:g} s "
+        "excerpt each (the "
         "window where the quietest stem is loudest). SI-SDR, SIR and SAR in dB (higher is better; SIR and SAR from "
         "BSS Eval with the true stem and the true residual as sources); MR-STFT is the multi-resolution STFT distance "
         "(lower is better). Values are means over cases; metrics are clamped at 100 dB, the value a perfect copy gets. "
@@ -379,6 +446,46 @@ def markdown(results: dict) -> str:
             image = os.path.relpath(report.ROOT / results["plots"][name], report.PAGE.parent)
             lines += ["", f"![{caption} ({split} split)]({image})"]
     return "\n".join(lines) + "\n"
+
+
+def realism_ratio(real: dict, rendered: dict) -> float | None:
+    """stemclean's mean ΔSI-SDR at default settings on the real-recording Spleeter pairs divided by the same on the
+    rendered ones; None where either is missing or the rendered gain is not positive (the ratio then means nothing)."""
+    gains = [next((s["delta_si_sdr"] for s in results["summary"]
+                   if (s["source"], s["stem"], s["method"]) == ("spleeter", "all", DEFAULT_METHOD)), None)
+             for results in (real, rendered)]
+    return None if None in gains or gains[1] <= 0 else gains[0] / gains[1]
+
+
+def realism(real: dict, rendered: dict) -> str:
+    """The realism ratio's paragraph for the page, from the real-recordings and the rendered test results."""
+    means = [{(s["stem"], s["method"]): s for s in results["summary"] if s["source"] == "spleeter"}
+             for results in (real, rendered)]
+    if any(("all", DEFAULT_METHOD) not in m for m in means):
+        return f"### Realism ratio\n\nNot measured: both results need `{DEFAULT_METHOD}` on Spleeter pairs.\n"
+
+    def gains(m: dict) -> str:
+        return ", ".join(f"{stem} {m[(stem, DEFAULT_METHOD)]['delta_si_sdr']:+.2f} dB" for stem in SPLEETER_STEMS
+                         if (stem, DEFAULT_METHOD) in m) + f"; all {m[('all', DEFAULT_METHOD)]['delta_si_sdr']:+.2f} dB"
+
+    ratio = realism_ratio(real, rendered)
+    verdict = ("undefined: the model does not gain on rendered pairs" if ratio is None else
+               f"**{ratio:.2f}** ({'meets' if ratio >= REALISM_GOAL else 'below'} the goal of {REALISM_GOAL:g})")
+    configs = [results["config"] for results in (real, rendered)]
+    hashes = [c.get("model_sha256") for c in configs]
+    names = [Path(c["model"] or "none").name for c in configs]
+    same = ("the same model (SHA-256 `" + hashes[0][:12] + "…`)" if hashes[0] and hashes[0] == hashes[1] else
+            "different models" if all(hashes) else
+            f"models named `{names[0]}` and `{names[1]}` (a SHA-256 is recorded by "
+            f"{'neither run' if not any(hashes) else 'one run only'}, so that they are one model is not checked)")
+    splits = ", ".join(f"{c.get('corpus', 'rendered')} {c['split']} ({len(c['songs'])})" for c in configs)
+    return "\n".join([
+        "### Realism ratio", "",
+        f"`{DEFAULT_METHOD}`'s mean ΔSI-SDR on real-recording Spleeter pairs divided by the same on rendered Spleeter "
+        f"pairs: {verdict}. Real recordings: {gains(means[0])}. Rendered songs: {gains(means[1])}. Computed by "
+        f"`benchmarks/report.py` from `{results_name(configs[0]['split'], True)}` and "
+        f"`{results_name(configs[1]['split'])}`; splits (songs or mixes): {splits}; {same}.",
+    ]) + "\n"
 
 
 def headline(results: dict) -> str:
@@ -437,9 +544,43 @@ def synthetic_corpus(root: Path, songs: int = 2, seconds: float = 4.0, seed: int
     return root
 
 
+def spleeter_like(target: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """A stand-in for a Spleeter output, (samples, channels) in and out: the target with a third of the rest bleeding
+    in, and nothing above 11 kHz."""
+    spectrum = np.fft.rfft(target + rest / 3, axis=0)
+    spectrum[int(11000 * len(target) / SAMPLE_RATE):] = 0.0
+    return np.fft.irfft(spectrum, n=len(target), axis=0).astype(np.float32)
+
+
+def synthetic_real_corpus(root: Path, songs: int = 2, seconds: float = 4.0, seed: int = 0) -> Path:
+    """A tiny corpus in the layout of ``stemclean.train.realcorpus`` (16-bit FLAC vocals and accompaniment, no stored
+    mixture, a manifest that ``realcorpus.load_pairs`` reads, Spleeter-like pairs), made from
+    :func:`synthetic_corpus`'s songs, for the tests."""
+    rendered = synthetic_corpus(root / "rendered", songs, seconds, seed)
+    entries = []
+    for song in corpus_songs(rendered, root / "none", "test"):
+        parts = {name: sf.read(path, dtype="float32")[0] for name, path in song.stems.items()}
+        stems = {"vocals": parts["vocals"], "accompaniment": sum(parts[name] for name in ACCOMPANIMENT_PARTS)}
+        rendered_corpus.write_folder(root / "corpus" / "test" / song.id, {k: v.T for k, v in stems.items()},
+                                     realcorpus.EXT, realcorpus.SUBTYPE)
+        pair = {name: root / "corpus" / "test" / song.id / f"{name}.{realcorpus.EXT}" for name in realcorpus.STEMS}
+        truth = {name: sf.read(path, dtype="float32")[0] for name, path in pair.items()}  # as stored: 16-bit
+        rendered_corpus.write_folder(root / "spleeter" / "test" / song.id, {
+            "vocals": spleeter_like(truth["vocals"], truth["accompaniment"]).T,
+            "accompaniment": spleeter_like(truth["accompaniment"], truth["vocals"]).T,
+        }, realcorpus.EXT, realcorpus.SUBTYPE)
+        entries.append({"id": song.id, "split": "test", "duration_s": seconds,
+                        "vocals": {"mode": "sung", "group": f"speaker-{song.id}"},
+                        "accompaniment": {"group": f"soundtrack-{song.id}"}})
+    (root / "corpus" / rendered_corpus.MANIFEST).write_text(json.dumps({"songs": entries}))
+    return root
+
+
 def main(
-    corpus: Path = typer.Option(Path("data/corpus"), help="Rendered corpus (manifest.json + split folders)."),
-    spleeter: Path = typer.Option(Path("data/spleeter"), help="Spleeter outputs, <split>/<song>/{vocals,accompaniment}.wav."),
+    corpus: Path = typer.Option(Path("data/corpus"), help="The rendered corpus (manifest.json + split folders), or "
+                                "the real-recordings folder of stemclean.train.realcorpus (data/real)."),
+    spleeter: Path = typer.Option(Path("data/spleeter"), help="Spleeter outputs of the rendered corpus, "
+                                  "<split>/<song>/{vocals,accompaniment}.wav (the real corpus holds its own)."),
     split: str = typer.Option("test", help="Which split to score: test is only reported, val is for choices."),
     seconds: float = typer.Option(EXCERPT_S, help="Excerpt length per song."),
     levels: str = typer.Option(",".join(f"{t:g}" for t in LEVELS), help="Ladder levels, comma-separated."),
@@ -473,7 +614,7 @@ def main(
     except (FileNotFoundError, ValueError, ModelError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from None
-    path = report.save_results(results_name(split), results, results_dir)
+    path = report.save_results(results_name(split, is_real(corpus)), results, results_dir)
     typer.echo(f"wrote {path}")
 
 

@@ -37,6 +37,7 @@ README_MARKS = ("<!-- measured: written by python -m benchmarks.report from benc
 # split's reports first, then the val split's numbers that choices are made on. ``--run`` runs exactly these commands.
 SECTIONS = (
     ("quality.json", "benchmarks.quality", ()),
+    ("quality-real.json", "benchmarks.quality", ("--corpus", "data/real")),
     ("example.json", "benchmarks.example", ()),
     ("bands.json", "benchmarks.bands", ()),
     ("speed.json", "benchmarks.speed", ()),
@@ -45,6 +46,8 @@ SECTIONS = (
     ("calibration.json", "benchmarks.calibrate", ()),
     ("ablation.json", "benchmarks.ablation", ()),
 )
+# The realism ratio follows the first file's section: the model's gain on its Spleeter pairs over the second's.
+REALISM = ("quality-real.json", "quality.json")
 REGENERATE = "python -m benchmarks.report --run"
 # What the benchmarks write: changes there do not change a measurement, so they do not make the tree dirty.
 OUTPUTS = (RESULTS, IMAGES, PAGE, README)
@@ -118,6 +121,11 @@ def how_measured(meta: dict) -> str:
     return line
 
 
+def table_section(heading: str, meta: dict, text: str, headers: list[str], rows: list[list]) -> str:
+    """A page section of one table: its heading, how it was measured, what it shows, then the table."""
+    return "\n".join([heading, "", how_measured(meta), text, "", table(headers, rows)]) + "\n"
+
+
 def table(headers: list[str], rows: list[list]) -> str:
     """A markdown table; floats are printed with two decimals, missing values as a dash."""
     def cell(value) -> str:
@@ -189,6 +197,9 @@ def page(results_dir: Path = RESULTS) -> str:
             section = (f"{heading}\n\n{WARNING_FLAG} **Made by `{results['meta']['command']}`, not by `{expected}`, "
                        f"the command `{REGENERATE}` runs: its settings may differ from the next run's.**\n{body}")
         parts += ["", section]
+        if filename == REALISM[0] and (results_dir / REALISM[1]).exists():
+            quality = importlib.import_module("benchmarks.quality")
+            parts += ["", quality.realism(results, json.loads((results_dir / REALISM[1]).read_text())).rstrip()]
     return "\n".join(parts) + "\n"
 
 

@@ -24,9 +24,7 @@ def _fake_spleeter(corpus, root):
     folder.mkdir(parents=True)
     for name, target, rest in (("vocals", stems["vocals"], accompaniment), ("accompaniment", accompaniment,
                                                                             stems["vocals"])):
-        spectrum = np.fft.rfft(target + rest / 3, axis=0)
-        spectrum[int(11000 * len(target) / SAMPLE_RATE):] = 0.0
-        sf.write(folder / f"{name}.wav", np.fft.irfft(spectrum, n=len(target), axis=0), SAMPLE_RATE, subtype="FLOAT")
+        sf.write(folder / f"{name}.wav", quality.spleeter_like(target, rest), SAMPLE_RATE, subtype="FLOAT")
     return root
 
 
@@ -112,10 +110,10 @@ def test_missing_corpus_is_one_clear_error(tmp_path):
     assert run.stderr.strip().startswith("error: no corpus manifest") and len(run.stderr.strip().splitlines()) == 1
 
 
-def test_calibration_runs_end_to_end_and_renders_its_section(smoke):
+def test_calibration_runs_end_to_end_and_renders_its_section(smoke, real_smoke):
     _, tmp = smoke
     results = calibrate.run(tmp / "corpus", tmp / "spleeter", "test", 2.0, 1.0, 0, None, tmp / "img",
-                            levels=(0.0, 0.5, 1.0), speed_examples=5)
+                            levels=(0.0, 0.5, 1.0), speed_examples=5, real=real_smoke[1])
     assert [r["t"] for r in results["ladder"]] == [0.0, 0.5, 1.0]
     for row in results["ladder"]:
         assert row["si_sdr"] == pytest.approx(row["target"], abs=0.1)
@@ -123,8 +121,15 @@ def test_calibration_runs_end_to_end_and_renders_its_section(smoke):
     for pair in results["pairs"]:  # the ladder at the fitted level reproduces the Spleeter output's SI-SDR
         assert pair["ladder"]["si_sdr"] == pytest.approx(pair["spleeter"]["si_sdr"], abs=0.2)
     assert results["speed"]["degrade_spec_per_s"] > 1.0
+    # the real recordings' Spleeter pairs are compared with the ladder too, in their own table and plots
+    assert [(p["song"], p["stem"]) for p in results["real_pairs"]] == [("synthetic-0", "vocals"),
+                                                                      ("synthetic-0", "accompaniment")]
+    for pair in results["real_pairs"]:
+        assert pair["ladder"]["si_sdr"] == pytest.approx(pair["spleeter"]["si_sdr"], abs=0.2)
     section = calibrate.markdown(json.loads(json.dumps(results)))
     assert "### Level t against measured quality" in section and "| 11–14 |" in section
+    assert "at the fitted level: rendered songs" in section and "at the fitted level: real recordings" in section
+    assert "calibration_real_error_spectrum.png" in section
 
 
 def test_error_bands_locate_the_error():
@@ -250,3 +255,64 @@ def test_readme_paragraph_is_rewritten_from_the_measurements(smoke, tmp_path):
     oracle = _summary(results, "spleeter", "oracle")["delta_si_sdr"]
     assert f"(vocals {vocals:+.2f} dB," in rewritten and f"the oracle mask gains {oracle:+.2f} dB" in rewritten
     assert report.readme_with_measurements("no marks here", tmp_path) == "no marks here"
+
+
+@pytest.fixture(scope="module")
+def real_smoke(tmp_path_factory):
+    """The quality benchmark on a tiny corpus in the real-recordings layout (FLAC stems, no mixture file)."""
+    tmp = tmp_path_factory.mktemp("quality-real")
+    real = quality.synthetic_real_corpus(tmp / "real", songs=1, seconds=2.5)
+    model = write_gain_model(tmp / "pass.onnx", stem_gain=1.0)
+    return quality.run(real, tmp / "unused", "test", 1.0, (0.5,), 0, None, model, ["auto"], tmp / "img"), real
+
+
+def test_real_recordings_get_the_same_rows_on_their_two_stems(real_smoke):
+    results, _ = real_smoke
+    assert results["config"]["corpus"] == "real" and results["config"]["songs"] == ["synthetic-0"]
+    assert {s["source"] for s in results["summary"]} == {"spleeter", "bleed", "ladder t=0.5", "clean"}
+    stems = {(s["source"], s["stem"]) for s in results["summary"] if s["stem"] != "all"}
+    assert stems == {(source, stem) for source in ("spleeter", "bleed", "ladder t=0.5", "clean")
+                     for stem in ("vocals", "accompaniment")}
+    assert {r["method"] for r in results["rows"]} == {*quality.BASELINE_NAMES, "stemclean@auto"}
+    # the bleed rows whose stem the corpus has: accompaniment into vocals and vocals into accompaniment
+    assert results["config"]["bleeds"] == [row[0] for row in validate.BLEED_ROWS if row[1] != "other"]
+    assert _summary(results, "bleed", "identity", "vocals")["sir"] == pytest.approx(12.0, abs=0.5)
+    assert 0.0 < _summary(results, "spleeter", "identity", "vocals")["si_sdr"] < 20.0
+    assert _summary(results, "clean", "identity")["si_sdr"] == pytest.approx(metrics.CLAMP_DB)
+    assert quality.results_name("test", real=True) == "quality-real.json"
+    assert quality.results_name("val", real=True) == "quality-real-val.json"
+    section = quality.markdown(results)
+    assert section.startswith("## Quality on real recordings\n") and "1 mixes" in section
+    assert "### Real separator output: Spleeter 2stems" in section
+
+
+def _with_gain(results, delta):
+    """``results`` with stemclean@auto's pooled ΔSI-SDR on the Spleeter pairs set to ``delta``."""
+    summary = [{**s, "delta_si_sdr": delta} if (s["source"], s["stem"], s["method"]) == ("spleeter", "all",
+                                                                                        "stemclean@auto") else s
+               for s in results["summary"]]
+    return {**results, "summary": summary}
+
+
+def test_realism_ratio_divides_the_real_gain_by_the_rendered_gain(smoke, real_smoke):
+    rendered, real = smoke[0], real_smoke[0]
+    assert quality.realism_ratio(_with_gain(real, 0.3), _with_gain(rendered, 0.4)) == pytest.approx(0.75)
+    assert quality.realism_ratio(_with_gain(real, -0.2), _with_gain(rendered, 0.5)) == pytest.approx(-0.4)
+    assert quality.realism_ratio(_with_gain(real, 0.3), _with_gain(rendered, -0.1)) is None
+    assert quality.realism_ratio(real, {"summary": []}) is None
+
+
+def test_page_shows_the_real_recordings_section_and_the_realism_ratio(smoke, real_smoke, tmp_path):
+    report.save_results("quality.json", _with_gain(smoke[0], 0.4), tmp_path)
+    report.save_results("quality-real.json", _with_gain(real_smoke[0], 0.1), tmp_path)
+    page = report.page(tmp_path)
+    real_at = page.index("## Quality on real recordings")
+    ratio_at = page.index("### Realism ratio")
+    assert page.index("## Quality\n") < real_at < ratio_at
+    assert "**0.25** (below the goal of 0.75)" in page[ratio_at:]
+    assert "Real recordings: vocals" in page[ratio_at:] and "all +0.10 dB" in page[ratio_at:]
+    assert "the same model (SHA-256" in page[ratio_at:]  # both runs scored the same pass-through graph
+    report.save_results("quality-real.json", _with_gain(real_smoke[0], 0.32), tmp_path)
+    assert "**0.80** (meets the goal of 0.75)" in report.page(tmp_path)
+    (tmp_path / "quality.json").unlink()
+    assert "### Realism ratio" not in report.page(tmp_path)

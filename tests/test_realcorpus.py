@@ -42,27 +42,15 @@ def _check_decoded(rec: recordings.Recording, rate: int, frames: int) -> np.ndar
     return audio
 
 
-@needs("ktuberling-data")
-def test_decodes_opus():
-    rec = _first("ktuberling-data", ".opus")
+@pytest.mark.parametrize(("package", "suffix", "field", "value"), [
+    pytest.param("ktuberling-data", ".opus", "subtype", "OPUS", marks=needs("ktuberling-data")),
+    pytest.param("klettres-data", ".ogg", "subtype", "VORBIS", marks=needs("klettres-data")),
+    pytest.param("ktuberling-data", ".wav", "format", "WAV", marks=needs("ktuberling-data")),
+])
+def test_decodes_each_file_format(package, suffix, field, value):
+    rec = _first(package, suffix)
     info = sf.info(rec.path)
-    assert info.subtype == "OPUS"
-    _check_decoded(rec, info.samplerate, info.frames)
-
-
-@needs("klettres-data")
-def test_decodes_ogg_vorbis():
-    rec = _first("klettres-data", ".ogg")
-    info = sf.info(rec.path)
-    assert info.subtype == "VORBIS"
-    _check_decoded(rec, info.samplerate, info.frames)
-
-
-@needs("ktuberling-data")
-def test_decodes_wav():
-    rec = _first("ktuberling-data", ".wav")
-    info = sf.info(rec.path)
-    assert info.format == "WAV"
+    assert getattr(info, field) == value
     _check_decoded(rec, info.samplerate, info.frames)
     assert recordings.duration(rec) == pytest.approx(info.duration)
 
