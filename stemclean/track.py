@@ -1,9 +1,9 @@
 """Whole-track cleanup: every stem of one separation cleaned against the mix, then made to add up to the mix again.
 
 Each stem goes through the engine exactly as ``run`` would clean it. Then :func:`consistency.spread_residual` hands
-what the cleaned stems miss of the mix back to them. Stems the engine left untouched (judged clean, or silent) take no
-share, so a clean stem still comes out bit-identical: the residual goes to the stems that were actually changed. Only
-when the engine changed none of them and they still do not add up does every stem that is not silent take a share.
+what the cleaned stems miss of the mix back to every stem that is not silent, in proportion to its estimated error; a
+stem the engine judged clean is judged little damaged, so it takes a small share. When the engine changed no stem and
+they already add up to the mix, all come out bit-identical; a silent stem always stays silent.
 
 All stems and the mix are streamed in step through the engine's chunking and crossfade, so memory depends on the
 chunk size and the number of stems, never on the track's length. The crossfade is linear and the same for every
@@ -142,24 +142,25 @@ def stream(
             stem_plan, blocks = engine.stream(stem, mix, model, steps=steps, strength=strength, stem_type=stem_type)
         plans.append({**stem_plan, "stem_type": stem_type, "silent": peak == 0.0})
         cleaned.append(audio.rebuffer(blocks, audio.BLOCK_FRAMES))
-    # Only stems the engine changed take a share of the residual; one it copied (clean or silent) keeps every sample.
-    # If it changed none and they do not add up, every stem that is not silent takes its share.
-    moved = [i for i, stem_plan in enumerate(plans) if stem_plan["steps"] > 0 and strength > 0]
-    if not moved and error_before is not None and error_before > ADDS_UP_DB:
-        moved = [i for i, stem_plan in enumerate(plans) if not stem_plan["silent"]]
+    # Every stem that is not silent takes a share, those the engine judged clean too: a stem left as it is still
+    # holds its own bleed, and without a share its error would land on the others (consistency.py). If the engine
+    # changed none and they already add up, nothing is moved, so a clean track comes out bit-identical.
+    changed = any(stem_plan["steps"] > 0 for stem_plan in plans) and strength > 0
+    adds_up = error_before is None or error_before <= ADDS_UP_DB
+    moved = [i for i, stem_plan in enumerate(plans) if not stem_plan["silent"]] if changed or not adds_up else []
     plan = {"stems": plans, "consistency": consistency_on, "sum_error_before_db": error_before}
     if not consistency_on or not moved:
         return plan, (np.concatenate(blocks, axis=0) for blocks in zip(*cleaned))
     damage = [float(schedule.sigma(plans[i]["start_level"])) for i in moved]
-    kept = [i for i in range(len(stems)) if i not in moved]
+    kept = [i for i in range(len(stems)) if i not in moved]  # the silent stems: they add nothing to the mix
     frames = stems[0].frames
 
     def projected() -> Blocks:
-        """The changed stems, chunk by chunk, made to add up to the mix less the stems that stay as they are."""
-        originals, mix_now = _in_step([stems[i] for i in kept], mix, stems[0])
-        target = (m - sum(parts) for m, *parts in zip(mix_now, *originals))
+        """The stems that are not silent, chunk by chunk, made to add up to the mix."""
+        first = stems[0]
+        mix_now = audio.conformed(mix, first.rate, first.channels, first.frames)
         done = 0
-        for *parts, goal in engine.windows(*(cleaned[i] for i in moved), target):
+        for *parts, goal in engine.windows(*(cleaned[i] for i in moved), mix_now):
             yield np.concatenate(consistency.spread_residual(parts, goal, damage), axis=0)
             done = min(frames, done + goal.shape[1] - (engine.OVERLAP if done else 0))
             if on_progress:

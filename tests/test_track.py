@@ -137,7 +137,8 @@ def test_clean_stems_come_out_unchanged(tmp_path, cli_env):
     for name, out in read_outputs(folder, FOUR).items():
         assert np.array_equal(out, truth[name]), name
 
-    # One clean stem beside damaged ones: the others are cleaned and take the whole residual; it keeps every sample.
+    # One clean stem beside damaged ones: the others are cleaned, and it is judged little damaged, so it takes only a
+    # small share of the residual (the issue asks for it unchanged when the others need no help, as above).
     damaged = separated(truth, leak=0.4)
     mixed = {**damaged, "vocals": truth["vocals"]}
     mixed["other"] = mixed["other"] + damaged["vocals"] - truth["vocals"]  # the vocals' lost part leaked into other
@@ -147,7 +148,7 @@ def test_clean_stems_come_out_unchanged(tmp_path, cli_env):
     steps = {s["stem_type"]: s["steps"] for s in json.loads(result.stdout)["stems"]}
     assert steps["vocals"] == 0 and steps["drums"] == steps["bass"] == steps["other"] == 1
     outputs = read_outputs(folder, FOUR)
-    assert np.array_equal(outputs["vocals"], truth["vocals"])
+    assert error_db([outputs["vocals"]], truth["vocals"]) < -30  # -42 dB when this was written
     assert error_db(list(outputs.values()), mix) < -60
 
 
