@@ -42,6 +42,7 @@ SECTIONS = (
     ("bands.json", "benchmarks.bands", ()),
     ("speed.json", "benchmarks.speed", ()),
     ("jobs.json", "benchmarks.jobs", ()),
+    ("track.json", "benchmarks.track", ()),
     ("quality-val.json", "benchmarks.quality", ("--split", "val")),
     ("calibration.json", "benchmarks.calibrate", ()),
     ("ablation.json", "benchmarks.ablation", ()),

@@ -15,7 +15,7 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +123,13 @@ def array_source(audio: np.ndarray, rate: int, name: str = "array") -> Source:
             yield audio[:, start : start + BLOCK_FRAMES]
 
     return Source(name, int(rate), audio.shape[0], audio.shape[1], read)
+
+
+def channels_first(audio_array: np.ndarray) -> np.ndarray:
+    """soundfile's ``(samples,)`` or ``(samples, channels)`` -> the package's ``(channels, samples)``."""
+    if audio_array.ndim not in (1, 2):
+        raise AudioError(f"audio must be shaped (samples,) or (samples, channels), got {audio_array.shape}")
+    return audio_array[None] if audio_array.ndim == 1 else audio_array.T
 
 
 def channel(source: Source, index: int) -> Source:
@@ -242,6 +249,13 @@ def resampled(blocks: Iterable[np.ndarray], rate_in: int, rate_out: int, channel
 def resampled_length(frames: int, rate_in: int, rate_out: int) -> int:
     """Length of ``frames`` samples after resampling, the one rounding every stage agrees on."""
     return frames if rate_in == rate_out else int(round(frames * rate_out / rate_in))
+
+
+def conformed(source: Source, rate: int, channels: int, frames: int) -> Blocks:
+    """A fresh stream of ``source`` at ``rate`` with ``channels`` and exactly ``frames`` samples (a mix matched to its
+    stem: resampled, up- or downmixed, and trimmed or padded)."""
+    blocks = with_channels(source.read(), channels)
+    return fixed_length(resampled(blocks, source.rate, rate, channels), frames)
 
 
 def with_channels(blocks: Iterable[np.ndarray], channels: int) -> Blocks:
@@ -373,6 +387,64 @@ def write(
         except OSError as err:
             raise AudioError(plain_os_error(err, label)) from None
     return {"peak": peak, "gain": gain}
+
+
+def write_together(
+    blocks: Iterable[np.ndarray],
+    targets: list[tuple[Path, str, str]],
+    rate: int,
+    channels: int,
+    clip_mode: str = "rescale",
+    overwrite: bool = False,
+) -> dict:
+    """Write a stream that stacks several files' channels (``channels`` each, in ``targets``' order) to those files.
+
+    For stems that must keep adding up to their mix: ``rescale`` gives every file the same gain (the loudest one's),
+    so their sum stays the mix times that gain. Each target is ``(path, format, subtype)``. Every file is built in its
+    own scratch folder and none is published before all are built; then each is published as :func:`write` does, and
+    if one cannot be (it appeared meanwhile), those already published by this call are taken back, so the set appears
+    whole or not at all. Returns each file's peak and the gain.
+    """
+    if clip_mode not in CLIP_MODES:
+        raise AudioError(f"unknown clip mode {clip_mode!r}; expected one of {', '.join(CLIP_MODES)}")
+    label = f"the outputs in {targets[0][0].parent}"
+    peaks = np.zeros(len(targets))
+
+    def measured() -> Blocks:
+        for block in blocks:
+            if block.shape[1]:
+                np.maximum(peaks, np.abs(block).reshape(len(targets), -1).max(axis=1), out=peaks)
+            yield block
+
+    with ExitStack() as stack:
+        scratches = [stack.enter_context(scratch_dir(path)) for path, _, _ in targets]
+        # W64, not WAV: the stacked stems of an hour-long track exceed WAV's 4 GB.
+        stacked = scratches[0] / "stacked"
+        peak = _write_blocks(measured(), stacked, rate, channels * len(targets), "W64", "FLOAT", label)
+        gain = 1.0 / peak if clip_mode == "rescale" and peak > 1.0 else 1.0
+        for index, (scratch, (path, fmt, subtype)) in enumerate(zip(scratches, targets)):
+            part = _stacked_part(stacked, len(targets) * channels, slice(index * channels, (index + 1) * channels), gain)
+            if clip_mode == "clamp":
+                part = (np.clip(b, -1.0, 1.0) for b in part)
+            _write_blocks(part, scratch / "out", rate, channels, fmt, subtype, str(path))
+        published: list[Path] = []
+        try:
+            for scratch, (path, _, _) in zip(scratches, targets):
+                publish(scratch / "out", path, overwrite)
+                published.append(path)
+        except OSError as err:
+            if not overwrite:  # each of these was a new name, linked by this call: nothing that was there is lost
+                for path in published:
+                    path.unlink(missing_ok=True)
+            raise AudioError(plain_os_error(err, str(path))) from None
+    return {"peaks": peaks.tolist(), "gain": gain}
+
+
+def _stacked_part(name: Path, width: int, part: slice, gain: float) -> Blocks:
+    """One file's channels of a stacked scratch file, times ``gain``, in blocks no wider in bytes than a stereo one."""
+    with sf.SoundFile(name) as f:
+        for block in f.blocks(block_frames(width), dtype="float32", always_2d=True):
+            yield block.T[part] * np.float32(gain)
 
 
 def _write_rescaled(

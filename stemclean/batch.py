@@ -4,6 +4,8 @@ Layouts understood:
 - demucs: ``<root>/<model>/<track>/<stem>.wav`` (the track is the stem's folder);
 - audio-separator / UVR: ``<track>_(<Stem>)_<model>.wav`` anywhere under ``root``.
 
+``--joint`` cleans each separation's stems together (:mod:`stemclean.track`) instead of one by one.
+
 Outputs mirror the input tree: ``<outdir>/<path relative to root>/<name>_clean.<ext>`` (``outdir`` defaults to
 ``root``, so outputs land beside their stems). Files ending in ``_clean`` are never taken as stems.
 """
@@ -13,10 +15,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from stemclean import audio, engine, files, pool
+from stemclean import audio, engine, files, pool, track
 from stemclean.stems import guess_stem_type
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
@@ -30,6 +33,7 @@ _SEPARATOR_NAME = re.compile(r"^(?P<track>.+)_\((?P<stem>[^()]+)\)_(?P<model>[^(
 # channel at a time. More workers than cores only made a batch slower (-j 16 on 2 cores used 4.8 GB).
 WORKER_MEMORY = 1 << 30
 EXISTS = "exists (--overwrite redoes it)"
+ALL_EXIST = "every output exists (--overwrite redoes them)"
 
 
 @dataclass(frozen=True)
@@ -134,22 +138,84 @@ def clean_job(job: Job, model: engine.Model, mix_dir: Path | None, options: dict
         return result(job, "failed", error=f"{type(err).__name__}: {err}")
 
 
+def stem_name(path: Path) -> str:
+    """What the separator called the stem: ``vocals`` for ``vocals.wav`` and for ``song_(Vocals)_model.wav``."""
+    named = _SEPARATOR_NAME.match(path.stem)
+    return (named["stem"] if named else path.stem).lower()
+
+
+def tracks(jobs: list[Job]) -> list[tuple[Job, ...]]:
+    """``jobs`` grouped into separations (a track's stems from one model), in the order they were found."""
+    groups: dict[tuple[Path, ...], list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(job.siblings, []).append(job)
+    return [tuple(group) for group in groups.values()]
+
+
+def clean_track_job(stems: tuple[Job, ...], model: engine.Model, mix_dir: Path | None, options: dict) -> dict:
+    """Clean one separation's stems together (``batch --joint``), under every output's lock, as :func:`clean_job`.
+
+    The outputs are made together or not at all, so a track with only some of them is a failure to look at, not one
+    to finish: ``--overwrite`` redoes it. ``options`` are :func:`track.clean_files`'s.
+    """
+    try:
+        with ExitStack() as held:
+            for job in stems:
+                job.output.parent.mkdir(parents=True, exist_ok=True)
+                if not held.enter_context(files.output_lock(job.output)):
+                    return track_result(stems, "skipped", reason="another stemclean is making it right now")
+                files.remove_stale_scratch(job.output)
+            existing = [str(job.output) for job in stems if job.output.exists()]
+            if existing and not options.get("overwrite"):
+                if len(existing) == len(stems):
+                    return track_result(stems, "skipped", reason=ALL_EXIST)
+                return track_result(
+                    stems, "failed", error=f"only some outputs exist ({', '.join(existing)}); --overwrite redoes them"
+                )
+            summary = track.clean_files(
+                [audio.file_source(job.stem) for job in stems],
+                mix_source(stems[0], mix_dir),
+                [job.output for job in stems],
+                model,
+                names=[stem_name(job.stem) for job in stems],
+                stem_types=[job.stem_type for job in stems],
+                **options,
+            )
+        return {**track_result(stems, "cleaned"), **summary}
+    except OSError as err:
+        return track_result(stems, "failed", error=files.plain_os_error(err))
+    except (audio.AudioError, engine.ModelError, ValueError) as err:
+        return track_result(stems, "failed", error=str(err))
+    except Exception as err:  # anything else is this track's failure; the batch goes on
+        return track_result(stems, "failed", error=f"{type(err).__name__}: {err}")
+
+
+
+
 def result(job: Job, status: str, **details: str) -> dict:
     """A job's line in the summary: its status, stem and output, and the reason it failed or was skipped."""
     return {"status": status, "stem": str(job.stem), "output": str(job.output), **details}
 
 
+def track_result(stems: tuple[Job, ...], status: str, **details: str) -> dict:
+    """A track's line in the ``--joint`` summary: its status, name and folder, and why it failed or was skipped."""
+    return {"status": status, "track": stems[0].track, "folder": str(stems[0].stem.parent), **details}
+
+
 def _crashed(task: tuple, how: str) -> dict:
-    return result(task[0], "failed", error=f"the cleaner crashed on this file ({how})")
+    jobs, _, _, joint = task
+    if joint:
+        return track_result(jobs, "failed", error=f"the cleaner crashed on this track ({how})")
+    return result(jobs[0], "failed", error=f"the cleaner crashed on this file ({how})")
 
 
 def _tidy(task: tuple) -> None:
-    """Remove what a worker that died or was killed in the middle of a job left beside its output."""
-    job = task[0]
-    if job.output.parent.is_dir():
-        with files.output_lock(job.output) as mine:
-            if mine:
-                files.remove_stale_scratch(job.output)
+    """Remove what a worker that died or was killed in the middle of a task left beside its outputs."""
+    for job in task[0]:
+        if job.output.parent.is_dir():
+            with files.output_lock(job.output) as mine:
+                if mine:
+                    files.remove_stale_scratch(job.output)
 
 
 _worker_model: engine.Model | None = None
@@ -161,8 +227,10 @@ def _init_worker(model_path: Path, device: str, threads: int) -> None:
 
 
 def _clean_in_worker(task: tuple) -> dict:
-    job, mix_dir, options = task
-    return clean_job(job, _worker_model, mix_dir, options)
+    jobs, mix_dir, options, joint = task
+    if joint:
+        return clean_track_job(jobs, _worker_model, mix_dir, options)
+    return clean_job(jobs[0], _worker_model, mix_dir, options)
 
 
 def worker_limit(requested: int) -> int:
@@ -173,14 +241,17 @@ def worker_limit(requested: int) -> int:
 
 
 def run(
-    jobs: list[Job],
+    jobs: list[Job] | list[tuple[Job, ...]],
     model: engine.Model,
     mix_dir: Path | None,
     options: dict,
     workers: int,
     on_done: Callable[[dict], None],
+    joint: bool = False,
 ) -> list[dict]:
     """Clean ``jobs`` in ``workers`` processes (each with its own model session); results in completion order.
+
+    With ``joint``, each job is a track's stems (:func:`tracks`), cleaned together by :func:`clean_track_job`.
 
     Processes rather than threads: the STFT and the sampler hold the GIL between onnxruntime calls. Even one job at a
     time runs in a worker, so that a crash in a codec fails that file alone and the batch goes on.
@@ -193,7 +264,7 @@ def run(
         on_done(outcome)
 
     threads = max(1, engine.DEFAULT_THREADS // workers)
-    tasks = [(job, mix_dir, options) for job in jobs]
+    tasks = [(job if joint else (job,), mix_dir, options, joint) for job in jobs]
     initargs = (model.path, model.device, threads)
     pool.run(tasks, _clean_in_worker, _init_worker, initargs, workers, done, _crashed, _tidy)
     return results

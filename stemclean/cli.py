@@ -1,4 +1,4 @@
-"""The ``stemclean`` command: ``run``, ``batch`` and ``info``. It parses, calls the engine, and reports.
+"""The ``stemclean`` command: ``run``, ``batch``, ``track`` and ``info``. It parses, calls the engine, and reports.
 
 Exit codes: 0 ok, 1 a file failed (bad audio, missing model, ...), 2 a usage error. Every error is one red line on
 stderr; ``--debug`` shows the traceback instead. Only audio (``-o -``) or ``--json`` ever goes to stdout.
@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from stemclean import __version__, audio, batch, engine, files, interrupts, modelinfo, progress, schedule
+from stemclean import __version__, audio, batch, engine, files, interrupts, modelinfo, progress, schedule, track
 from stemclean.stems import STEM_TYPES, guess_stem_type
 
 
@@ -320,7 +320,12 @@ def batch_command(
     mix_from_stems: Annotated[
         bool, typer.Option("--mix-from-stems", help="Use the sum of each track's stems as its mix.")
     ] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Files cleaned in parallel.")] = batch.DEFAULT_JOBS,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", help="Files (tracks with --joint) cleaned in parallel.")
+    ] = batch.DEFAULT_JOBS,
+    joint: Annotated[
+        bool, typer.Option("--joint", help="Clean each track's stems together so they add up to its mix (as track).")
+    ] = False,
     steps: Steps = "auto",
     strength: Strength = 1.0,
     device: Device = "auto",
@@ -338,6 +343,7 @@ def batch_command(
     [dim]Examples:[/dim]
       stemclean batch separated --mix-dir songs -j 2
       stemclean batch separated --mix-from-stems -o cleaned --format flac
+      stemclean batch --joint separated --mix-dir songs
     """
     with _reported(debug):
         steps_value = _parse_steps(steps)
@@ -359,8 +365,13 @@ def batch_command(
             raise audio.AudioError(
                 f"no stems found under {root} (expected <model>/<track>/<stem>.wav or <track>_(Stem)_<model>.wav)"
             )
-        todo = [job for job in planned if overwrite or not job.output.exists()]
-        skipped = [batch.result(j, "skipped", reason=batch.EXISTS) for j in planned if j not in todo]
+        if joint:
+            units = batch.tracks(planned)
+            todo = [u for u in units if overwrite or not all(job.output.exists() for job in u)]
+            skipped = [batch.track_result(u, "skipped", reason=batch.ALL_EXIST) for u in units if u not in todo]
+        else:
+            todo = [job for job in planned if overwrite or not job.output.exists()]
+            skipped = [batch.result(j, "skipped", reason=batch.EXISTS) for j in planned if j not in todo]
         loaded = engine.Model(model, device=device)
         options = {
             "steps": steps_value,
@@ -371,13 +382,13 @@ def batch_command(
             "overwrite": overwrite,
         }
         with progress.display(stderr, quiet) as shown:
-            task = shown.add_task(f"cleaning {len(todo)} stem(s)", total=len(todo))
-            results = batch.run(todo, loaded, mix_dir, options, workers, lambda _: shown.advance(task))
-    results = sorted(skipped + results, key=lambda r: r["stem"])
+            task = shown.add_task(f"cleaning {len(todo)} {'track' if joint else 'stem'}(s)", total=len(todo))
+            results = batch.run(todo, loaded, mix_dir, options, workers, lambda _: shown.advance(task), joint)
+    results = sorted(skipped + results, key=lambda r: r["folder" if joint else "stem"])
     if json_out:
         sys.stdout.write(_json(results) + "\n")
     elif not quiet:
-        stderr.print(_batch_table(results))
+        stderr.print(_joint_table(results, mix_from_stems) if joint else _batch_table(results))
     if any(r["status"] == "failed" for r in results):
         raise typer.Exit(1)
 
@@ -397,6 +408,156 @@ def _batch_table(results: list[dict]) -> Table:
     counts = {s: sum(r["status"] == s for r in results) for s in styles}
     table.caption = ", ".join(f"{n} {s}" for s, n in counts.items())
     return table
+
+
+def _sum_line(summary: dict, mix_from_stems: bool) -> str:
+    """What the cleaned stems add up to, for ``track`` and ``batch --joint``."""
+    before, after = summary["sum_error_before_db"], summary["sum_error_after_db"]
+    if before is None:
+        line = "the mix is silent, so no sum-to-mix error can be measured"
+    else:
+        line = f"sum-to-mix error {before:.1f} dB before, {after:.1f} dB after"
+    if not summary["consistency"]:
+        line += " (--consistency off: each stem cleaned on its own)"
+    elif not any(stem["steps"] for stem in summary["stems"]):
+        line += " (no stem needed cleaning; all copied unchanged)"
+    if mix_from_stems:
+        line += (
+            "; the mix is the sum of the stems, so consistency holds trivially: the outputs add up to the input stems,"
+            " not to the original song (pass --mix for that)"
+        )
+    if summary["gain"] != 1.0:
+        line += f"; every output was scaled by {summary['gain']:.3f} to fit full scale, so they add up to that x the mix"
+    return line
+
+
+def _track_lines(summary: dict, mix_from_stems: bool) -> list[str]:
+    lines = []
+    for stem in summary["stems"]:
+        if stem["silent"]:
+            lines.append(f"{stem['output']}: silent stem; copied unchanged")
+        elif not stem["levels"]:
+            lines.append(f"{stem['output']}: input looks clean (level {stem['start_level']:.2f}); copied unchanged")
+        else:
+            lines.append(f"{stem['output']}: {stem['steps']} step(s) from level {stem['start_level']:.2f}")
+    return lines + [_sum_line(summary, mix_from_stems), f"{summary['realtime_factor']:.1f}x real time"]
+
+
+def _joint_table(results: list[dict], mix_from_stems: bool) -> Table:
+    table = Table(title="stemclean batch --joint", title_justify="left")
+    for column in ("track", "status", "stems", "detail"):
+        table.add_column(column, overflow="fold")
+    styles = {"cleaned": "green", "skipped": "dim", "failed": "bold red"}
+    for r in results:
+        cleaned = r["status"] == "cleaned"
+        detail = _sum_line(r, mix_from_stems) if cleaned else r.get("error") or r["reason"]
+        stems = str(len(r["stems"])) if cleaned else ""
+        table.add_row(r["folder"], f"[{styles[r['status']]}]{r['status']}[/]", stems, escape(detail))
+    counts = {s: sum(r["status"] == s for r in results) for s in styles}
+    table.caption = ", ".join(f"{n} {s}" for s, n in counts.items())
+    return table
+
+
+ConsistencyChoice = Enum("ConsistencyChoice", {"on": "on", "off": "off"}, type=str)
+
+
+@app.command(name="track", cls=_Command)
+def track_command(
+    folder: Annotated[
+        Path, typer.Argument(help="One track's stems: demucs' <model>/<track> folder, or audio-separator/UVR files.")
+    ],
+    mix: Annotated[
+        Optional[Path], typer.Option("--mix", "-m", help="The mixture the stems were separated from.")
+    ] = None,
+    mix_from_stems: Annotated[
+        bool, typer.Option("--mix-from-stems", help="No mix at hand: use the sum of the stems (consistency is then "
+                           "trivial).")
+    ] = False,
+    outdir: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Output folder, mirrored as in batch. Default: beside.")
+    ] = None,
+    consistency: Annotated[
+        ConsistencyChoice,
+        typer.Option(help="on: make the cleaned stems add up to the mix; off: clean each on its own, as run does."),
+    ] = ConsistencyChoice.on,
+    steps: Steps = "auto",
+    strength: Strength = 1.0,
+    device: Device = "auto",
+    model: ModelPath = None,
+    fmt: Format = None,
+    subtype: Subtype = None,
+    clip_mode: Clip = ClipMode.rescale,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    json_out: JsonOut = False,
+    debug: Debug = False,
+) -> None:
+    """Clean every stem of one track together, so that they still add up to the mix.
+
+    Outputs are named as in batch: <output>/<name>_clean.<ext>.
+
+    [dim]Examples:[/dim]
+      stemclean track separated/htdemucs/song --mix song.wav
+      stemclean track separated/htdemucs/song --mix-from-stems -o cleaned --format flac
+    """
+    with _reported(debug):
+        steps_value = _parse_steps(steps)
+        if (mix is None) == (not mix_from_stems):
+            raise UsageProblem("give exactly one of --mix MIX or --mix-from-stems")
+        if not folder.is_dir():
+            raise UsageProblem(f"{folder} is not a folder")
+        _check_options(strength, device)
+        with _usage_errors():
+            suffix = f".{audio.output_format(fmt, None, 'WAV').lower()}" if fmt else None
+        stems = _one_track(folder, outdir, suffix, mix)
+        for job in stems:
+            job.output.parent.mkdir(parents=True, exist_ok=True)
+            _check_output(job.output, [j.stem for j in stems] + ([mix] if mix else []), overwrite)
+        mix_source = audio.file_source(mix) if mix else batch.mix_source(stems[0], None)
+        loaded = engine.Model(model, device=device)
+        with progress.display(stderr, quiet) as shown:
+            task = shown.add_task(f"cleaning {folder}", total=None)
+            summary = track.clean_files(
+                [audio.file_source(job.stem) for job in stems],
+                mix_source,
+                [job.output for job in stems],
+                loaded,
+                names=[batch.stem_name(job.stem) for job in stems],
+                stem_types=[job.stem_type for job in stems],
+                steps=steps_value,
+                strength=strength,
+                consistency_on=consistency.value == "on",
+                fmt=fmt,
+                subtype=subtype,
+                clip_mode=clip_mode.value,
+                overwrite=overwrite,
+                on_progress=lambda done, total: shown.update(task, completed=done, total=total),
+            )
+    if json_out:
+        sys.stdout.write(_json({**summary, "mix_from_stems": mix_from_stems}) + "\n")
+    elif not quiet:
+        for line in _track_lines(summary, mix_from_stems):
+            stderr.print(escape(line))
+
+
+def _one_track(folder: Path, outdir: Path | None, suffix: str | None, mix: Path | None) -> tuple[batch.Job, ...]:
+    """The stems of the one separation in ``folder`` (the mix file itself never counts as a stem)."""
+    planned = [
+        job for job in batch.plan(folder, outdir, None, suffix)
+        if mix is None or not (mix.exists() and os.path.samefile(job.stem, mix))
+    ]
+    separations = batch.tracks(planned)
+    if not separations:
+        raise audio.AudioError(
+            f"no stems found in {folder} (expected <stem>.wav such as vocals.wav, or <track>_(Stem)_<model>.wav)"
+        )
+    if len(separations) > 1:
+        found = ", ".join(sorted({f"{group[0].track} ({group[0].stem.parent})" for group in separations}))
+        raise UsageProblem(
+            f"{folder} holds {len(separations)} separations ({found}); give one track's folder, or clean them all "
+            "with batch --joint"
+        )
+    return separations[0]
 
 
 @app.command(cls=_Command)

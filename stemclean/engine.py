@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -172,9 +172,7 @@ def _model_rate_streams(stem: Source, mix: Source) -> tuple[Blocks, Blocks]:
     """Fresh streams of stem and mix at the model's rate, with the stem's channels and exactly equal lengths."""
     rate = spectral.SAMPLE_RATE
     length = audio.resampled_length(stem.frames, stem.rate, rate)
-    stem_blocks = audio.resampled(stem.read(), stem.rate, rate, stem.channels)
-    mix_blocks = audio.resampled(audio.with_channels(mix.read(), stem.channels), mix.rate, rate, stem.channels)
-    return audio.fixed_length(stem_blocks, length), audio.fixed_length(mix_blocks, length)
+    return audio.conformed(stem, rate, stem.channels, length), audio.conformed(mix, rate, stem.channels, length)
 
 
 def channel_groups(stem: Source, mix: Source) -> list[tuple[Source, Source]]:
@@ -226,18 +224,21 @@ def plan_levels(steps: int | str, start_level: float) -> list[float]:
     return schedule.step_levels(start_level, steps)
 
 
-def _windows(stem_blocks: Blocks, mix_blocks: Blocks) -> Blocks:
-    """Pairs of (stem, mix) chunks of up to OVERLAP + STEP samples, each repeating the previous one's last OVERLAP."""
+def windows(*streams: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, ...]]:
+    """Tuples of chunks, one per stream, of up to OVERLAP + STEP samples, each repeating the previous one's last OVERLAP.
+
+    All streams must have the same length; they are read in step, so every chunk of a tuple covers the same samples.
+    """
     carry = None
-    for s, m in zip(audio.rebuffer(stem_blocks, STEP), audio.rebuffer(mix_blocks, STEP)):
+    for chunks in zip(*(audio.rebuffer(blocks, STEP) for blocks in streams)):
         if carry is not None:
-            s, m = np.concatenate([carry[0], s], axis=1), np.concatenate([carry[1], m], axis=1)
-        yield s, m
-        carry = s[:, -OVERLAP:], m[:, -OVERLAP:]
+            chunks = tuple(np.concatenate([old, new], axis=1) for old, new in zip(carry, chunks))
+        yield chunks
+        carry = tuple(chunk[:, -OVERLAP:] for chunk in chunks)
 
 
-def _crossfaded(chunks: Iterable[np.ndarray]) -> Blocks:
-    """Join processed chunks from :func:`_windows`, fading each overlap from the old chunk into the new one.
+def crossfaded(chunks: Iterable[np.ndarray]) -> Blocks:
+    """Join processed chunks from :func:`windows`, fading each overlap from the old chunk into the new one.
 
     The fades are sin^2/cos^2, which sum to one, and each chunk's edge (where its STFT saw padding) gets weight ~0.
     """
@@ -319,14 +320,14 @@ def _correction(
 
     def corrections() -> Blocks:
         done = 0
-        for s, m in _windows(stem_blocks, mix_blocks):
+        for s, m in windows(stem_blocks, mix_blocks):
             spec = sample(model, spectral.stft(s), spectral.stft(m), levels, type_index)
             yield np.float32(strength) * (spectral.istft(spec, s.shape[1]) - s)
             done = min(total, done + s.shape[1] - (OVERLAP if done else 0))
             if on_progress:
                 on_progress(done, total)
 
-    at_stem_rate = audio.resampled(_crossfaded(corrections()), spectral.SAMPLE_RATE, stem.rate, stem.channels)
+    at_stem_rate = audio.resampled(crossfaded(corrections()), spectral.SAMPLE_RATE, stem.rate, stem.channels)
     return audio.fixed_length(at_stem_rate, stem.frames)
 
 
@@ -362,20 +363,14 @@ def clean(
         mix_sample_rate: the mix's rate when it differs from the stem's.
     """
     stem_arr = np.asarray(stem, dtype=np.float32)
-    stem_source = audio.array_source(_channels_first(stem_arr), sample_rate, "stem")
-    mix_source = audio.array_source(_channels_first(np.asarray(mix, np.float32)), mix_sample_rate or sample_rate, "mix")
+    stem_source = audio.array_source(audio.channels_first(stem_arr), sample_rate, "stem")
+    mix_array = audio.channels_first(np.asarray(mix, np.float32))
+    mix_source = audio.array_source(mix_array, mix_sample_rate or sample_rate, "mix")
     _, blocks = stream(
         stem_source, mix_source, load_model(model, device), steps=steps, strength=strength, stem_type=stem_type
     )
     out = np.concatenate(list(blocks), axis=1)
     return out[0] if stem_arr.ndim == 1 else out.T
-
-
-def _channels_first(audio_array: np.ndarray) -> np.ndarray:
-    """soundfile's ``(samples,)`` or ``(samples, channels)`` -> the package's ``(channels, samples)``."""
-    if audio_array.ndim not in (1, 2):
-        raise AudioError(f"audio must be shaped (samples,) or (samples, channels), got {audio_array.shape}")
-    return audio_array[None] if audio_array.ndim == 1 else audio_array.T
 
 
 def clean_file(
