@@ -54,16 +54,15 @@ def sum_error_db(stems: list[np.ndarray], mix: np.ndarray) -> float:
     return float(10 * np.log10(max(error / np.sum(mix.astype(np.float64) ** 2), 1e-30)))
 
 
-def track_cases(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[float, ...], seed: int,
-                songs: list[str]):
+def track_cases(songs: list[quality.Song], seconds: float, levels: tuple[float, ...], seed: int):
     """(song, source, {name: damaged stem}, {name: true stem}, mix) for every case; arrays are (channels, samples)."""
     for song_index, song in enumerate(songs):
-        window, stems, mix = quality.load_excerpt(corpus / split / song, seconds)
+        window, stems, mix = quality.load_excerpt(song, seconds)
         truths = quality.with_accompaniment(stems)
-        pair = {name: quality.read_separated(spleeter, split, song, name, mix.shape[1], window)
-                for name in SPLEETER_STEMS}
+        pair = {name: quality.read_estimate(song.separated[name], mix.shape[1], window) if name in song.separated
+                else None for name in SPLEETER_STEMS}
         if all(audio is not None for audio in pair.values()):
-            yield song, "spleeter", pair, {name: truths[name] for name in SPLEETER_STEMS}, mix
+            yield song.id, "spleeter", pair, {name: truths[name] for name in SPLEETER_STEMS}, mix
         for level_index, level in enumerate(levels):
             damaged = {}
             for stem_index, name in enumerate(quality.CORPUS_STEMS):  # the seeds of benchmarks.quality's cases
@@ -98,11 +97,11 @@ def score_case(stems: dict[str, np.ndarray], truths: dict[str, np.ndarray], mix:
 def run_quality(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[float, ...], seed: int,
                 max_songs: int | None, model: Model) -> dict:
     """Every case of :func:`track_cases`, scored; a case the joint cleanup refuses is recorded with its reason."""
-    songs = quality.split_songs(corpus, split)[:max_songs]
+    songs = quality.corpus_songs(corpus, spleeter, split)[:max_songs]
     if not songs:
         raise ValueError(f"the corpus at {corpus} has no songs in split {split!r}")
     cases = []
-    for song, source, stems, truths, mix in track_cases(corpus, spleeter, split, seconds, levels, seed, songs):
+    for song, source, stems, truths, mix in track_cases(songs, seconds, levels, seed):
         try:
             scored = score_case(stems, truths, mix, model)
         except AudioError as err:
