@@ -156,7 +156,7 @@ def oracle_spec(case: Case) -> np.ndarray:
     return stem_power / np.maximum(stem_power + resid_power, 1e-20) * case.mix
 
 
-def _gain(estimate: np.ndarray, case: Case) -> float:
+def gain(estimate: np.ndarray, case: Case) -> float:
     """ΔSI-SDR of an estimate's spectrum over the damaged input, both against the true stem, on waveforms."""
     length = spectral.HOP_LENGTH * (case.clean.shape[-1] - 1)
     truth = spectral.istft(case.clean, length)
@@ -183,9 +183,9 @@ def score(model: torch.nn.Module, cases: list[Case], oracle: bool = False) -> di
             pred = model(torch.from_numpy(spectral.to_channels(case.damaged)),
                          torch.from_numpy(spectral.to_channels(case.mix)),
                          torch.tensor([case.level]), torch.tensor([case.stem_type]))
-            gains.setdefault((case.kind, case.row), []).append(_gain(spectral.from_channels(pred.numpy()), case))
+            gains.setdefault((case.kind, case.row), []).append(gain(spectral.from_channels(pred.numpy()), case))
             if oracle:
-                ceiling.setdefault((case.kind, case.row), []).append(_gain(oracle_spec(case), case))
+                ceiling.setdefault((case.kind, case.row), []).append(gain(oracle_spec(case), case))
     model.train()
     return {"cases": len(cases), **_means(gains), **({"oracle": _means(ceiling)} if oracle else {})}
 

@@ -1,0 +1,28 @@
+"""The oracle forms of benchmarks/oracles.py undo the damage they are shaped for, and no more."""
+
+import numpy as np
+
+from benchmarks import oracles
+from stemclean.spectral import N_BINS
+from stemclean.train import validate
+from stemclean.train.network import band_edges
+
+
+def _case(damaged: np.ndarray, clean: np.ndarray) -> validate.Case:
+    return validate.Case("song", "spleeter", "Spleeter vocals", damaged, clean * 2, clean, 0.5, 0)
+
+
+def test_band_gains_undo_a_band_level_error_and_a_per_bin_mask_undoes_any_real_gain():
+    rng = np.random.default_rng(0)
+    clean = (rng.standard_normal((1, N_BINS, 40)) + 1j * rng.standard_normal((1, N_BINS, 40))).astype(np.complex64)
+    # one gain per band and frame, below the oracle's clip: every band-gain form at frame resolution undoes it
+    per_band = np.ones((1, N_BINS, 40), np.float32)
+    for start, stop in band_edges():
+        per_band[:, start:stop] = rng.uniform(0.6, 1.4, size=(1, 1, 40))
+    case = _case(clean * per_band, clean)
+    assert np.allclose(oracles._band_gain(case, 1), clean, atol=1e-4)
+    assert not np.allclose(oracles._band_gain(case, None), clean, atol=1e-2), "a static equaliser cannot follow it"
+    # per-bin noise in the gain is beyond any band form, but not beyond the per-bin mask
+    noisy = _case(clean * rng.uniform(0.6, 1.4, size=clean.shape).astype(np.float32), clean)
+    assert np.allclose(oracles._stem_mask(noisy), clean, atol=1e-4)
+    assert not np.allclose(oracles._band_gain(noisy, 1), clean, atol=1e-2)
