@@ -99,27 +99,34 @@ def val_cases(corpus: Path, spleeter: Path | None, seconds: float = VAL_SECONDS,
     return cases
 
 
+def _real_val_pairs(recordings: Path, split: str) -> list[dict]:
+    """The first REAL_MIXES ``split`` mixes of the real recordings, by id, whose Spleeter pairs are made."""
+    pairs = [p for p in realcorpus.load_pairs(recordings, split) if p["spleeter_vocals"] is not None]
+    return sorted(pairs, key=lambda p: p["id"])[:REAL_MIXES]
+
+
 def real_cases(recordings: Path, seconds: float = VAL_SECONDS, split: str = "val") -> list[Case]:
     """Spleeter vocals and accompaniment of the first REAL_MIXES finished ``split`` mixes of the real recordings,
     from each mix's middle, at the level the engine estimates for the whole file (as the sampler conditions them)."""
     cases = []
     segment = int(seconds * spectral.SAMPLE_RATE)
-    pairs = [p for p in realcorpus.load_pairs(recordings, split) if p["spleeter_vocals"] is not None]
-    for pair in sorted(pairs, key=lambda p: p["id"])[:REAL_MIXES]:
-        frames = sf.info(str(pair["vocals"])).frames
-        start = max(0, frames // 2 - segment // 2)
-        whole_mix = audio.array_source(realcorpus.mixture(pair).T, spectral.SAMPLE_RATE)
-        mix = spectral.stft(realcorpus.mixture(pair, start, start + segment)[:, :1].T)
+    for pair in _real_val_pairs(recordings, split):
+        whole = realcorpus.mixture(pair)  # (samples, 2): read once, for the level and the excerpt
+        start = max(0, len(whole) // 2 - segment // 2)
+        mix = spectral.stft(whole[start : start + segment, :1].T)
+        whole_mix = audio.array_source(whole.T, spectral.SAMPLE_RATE)
+
+        def read(path: Path) -> np.ndarray:
+            return sf.read(str(path), start=start, stop=start + segment, dtype="float32", always_2d=True)[0][:, :1].T
+
         for stem in SPLEETER_STEMS:
-            def read(path: Path) -> np.ndarray:
-                return sf.read(str(path), start=start, stop=start + segment, dtype="float32",
-                               always_2d=True)[0][:, :1].T
             clean = spectral.stft(read(pair[stem]))
             if _energy(clean) < _SILENT_SHARE * _energy(mix):
                 continue
-            level = engine.estimate_level(audio.file_source(pair[f"spleeter_{stem}"]), whole_mix)
-            cases.append(Case(pair["id"], "real", f"Real Spleeter {stem}", spectral.stft(read(pair[f"spleeter_{stem}"])),
-                              mix, clean, level, stem_index(stem)))
+            estimate = pair[f"spleeter_{stem}"]
+            level = engine.estimate_level(audio.file_source(estimate), whole_mix)
+            cases.append(Case(pair["id"], "real", f"Real Spleeter {stem}", spectral.stft(read(estimate)), mix, clean,
+                              level, stem_index(stem)))
     return cases
 
 
@@ -145,8 +152,7 @@ class ValSet:
         """The real-recording val mixes that real_cases would score now (none without the corpus)."""
         if self.recordings is None or not (self.recordings / "corpus" / "manifest.json").exists():
             return ()
-        done = sorted(p["id"] for p in realcorpus.load_pairs(self.recordings, "val") if p["spleeter_vocals"])
-        return tuple(done[:REAL_MIXES])
+        return tuple(p["id"] for p in _real_val_pairs(self.recordings, "val"))
 
 
 def oracle_spec(case: Case) -> np.ndarray:
