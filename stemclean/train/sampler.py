@@ -98,6 +98,7 @@ class CorpusSampler:
         recordings = self.recordings_root
         self.recordings = (realcorpus.load_pairs(recordings, self.split)
                            if recordings and (recordings / "corpus" / "manifest.json").exists() and not self.only else [])
+        self.separated = [pair for pair in self.recordings if pair["spleeter_vocals"] is not None]
 
     def runtime_level(self, song: Path, stem: str) -> float:
         """The level the engine's spectral estimate gives this whole Spleeter file, memoised.
@@ -183,18 +184,22 @@ class CorpusSampler:
 
     def _draw_recording(self) -> Example:
         """An example from the real recordings: vocals or accompaniment, with its Spleeter estimate (real_fraction of
-        the time, when made) or else damaged like a rendered stem, the other stem remixed from another mix half of the
-        time."""
+        the time, when any are made) or else damaged like a rendered stem, the other stem remixed from another mix
+        half of the time."""
         rng = self.rng
-        pair = self.recordings[rng.integers(len(self.recordings))]
+        # The Spleeter pair is drawn from the mixes that have one: while the pairs are still being made, drawing from
+        # every mix would cut the real pairs' share to the finished fraction of the corpus.
+        separated = bool(self.separated) and rng.random() < self.real_fraction
+        candidates = self.separated if separated else self.recordings
+        pair = candidates[rng.integers(len(candidates))]
         start = int(rng.integers(0, max(1, self._length(pair["vocals"]) - self.segment)))
         channels = self._channels()
         stem = str(rng.choice(SPLEETER_STEMS))
         other = SPLEETER_STEMS[1 - SPLEETER_STEMS.index(stem)]
         label = stem_index("unknown" if rng.random() < 0.1 else stem)
         clean = self._read(pair[stem], start, channels)
-        estimate = pair[f"spleeter_{stem}"]
-        if estimate is not None and rng.random() < self.real_fraction:
+        if separated:
+            estimate = pair[f"spleeter_{stem}"]
             mix = clean + self._read(pair[other], start, channels)
             key = (pair["id"], stem)
             if key not in self._real_levels:  # as runtime_level: what the engine will estimate for the whole file
