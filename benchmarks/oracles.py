@@ -9,7 +9,10 @@ true stem) restricted to one form, applied to the Spleeter estimate on the val s
 - ``stem mask per bin``: the best real gain per STFT bin on the stem itself, clipped to [0, 2];
 - ``band gain per frame``: one real gain per band of the network's band split and per frame;
 - ``band gain over 0.5 s``: the same, fitted over 43 frames: a slowly moving equaliser;
-- ``band gain per excerpt``: one static equaliser per excerpt.
+- ``band gain per excerpt``: one static equaliser per excerpt;
+- ``true stem above 11 kHz``: the stem as it is, with the true stem put in its place above 11.025 kHz, the top of the
+  band Spleeter's 2stems model processes (its STFT has 4096 points and its network the lowest 1024 bins; the
+  default configuration leaves both stems silent above). It is the gain that restoring that band alone is worth.
 
 If the coarse rows keep most of the IRM's gain, the fix is an envelope the network's band-level state can represent,
 and its limit is inferring it, not resolution. Val only: it informs choices.
@@ -27,11 +30,13 @@ import numpy as np
 import typer
 from scipy.ndimage import uniform_filter1d
 
+from stemclean import spectral
 from stemclean.files import write_text_atomic
 from stemclean.train import validate
 from stemclean.train.network import EVIDENCE_FRAMES, band_edges
 
 MAX_GAIN = 2.0
+SPLEETER_TOP_HZ = 44100 * 1024 / 4096
 
 
 def _band_gain(case: validate.Case, frames: int | None) -> np.ndarray:
@@ -55,12 +60,20 @@ def _stem_mask(case: validate.Case) -> np.ndarray:
     return np.clip(gain, 0.0, MAX_GAIN) * case.damaged
 
 
+def _true_top_band(case: validate.Case) -> np.ndarray:
+    top = np.arange(case.damaged.shape[-2]) * spectral.SAMPLE_RATE / spectral.N_FFT > SPLEETER_TOP_HZ
+    out = case.damaged.copy()
+    out[:, top] = case.clean[:, top]
+    return out
+
+
 FORMS: dict[str, Callable[[validate.Case], np.ndarray]] = {
     "irm": validate.oracle_spec,
     "stem mask per bin": _stem_mask,
     "band gain per frame": lambda case: _band_gain(case, 1),
     "band gain over 0.5 s": lambda case: _band_gain(case, EVIDENCE_FRAMES),
     "band gain per excerpt": lambda case: _band_gain(case, None),
+    "true stem above 11 kHz": _true_top_band,
 }
 
 
