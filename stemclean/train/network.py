@@ -227,6 +227,8 @@ def _depthwise_time(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     The same result as ``conv(x)``; the 2-d depthwise convolution's backward pass on this CPU build took several
     times as long as the 1-d one's, and it was most of a training step in torch's profiler.
     """
+    if torch.onnx.is_in_onnx_export():  # onnxruntime runs the 2-d form directly; the layout changes cost it time
+        return conv(x)
     b, c, k, t = x.shape
     y = F.conv1d(x.transpose(1, 2).reshape(b * k, c, t), conv.weight[:, :, 0, :], conv.bias,
                  padding=conv.padding[1], dilation=conv.dilation[1], groups=c)
@@ -235,6 +237,8 @@ def _depthwise_time(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 def _depthwise_band(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv`` (depthwise, kernel (k, 1)) on [B, C, K, T] as a 1-d convolution over [B * T, C, K]; see above."""
+    if torch.onnx.is_in_onnx_export():
+        return conv(x)
     b, c, k, t = x.shape
     y = F.conv1d(x.permute(0, 3, 1, 2).reshape(b * t, c, k), conv.weight[:, :, :, 0], conv.bias,
                  padding=conv.padding[0], groups=c)
