@@ -3,7 +3,7 @@
 import numpy as np
 
 from benchmarks import oracles
-from stemclean.spectral import N_BINS
+from stemclean.spectral import N_BINS, N_FFT, SAMPLE_RATE
 from stemclean.train import validate
 from stemclean.train.network import band_edges
 
@@ -26,3 +26,14 @@ def test_band_gains_undo_a_band_level_error_and_a_per_bin_mask_undoes_any_real_g
     noisy = _case(clean * rng.uniform(0.6, 1.4, size=clean.shape).astype(np.float32), clean)
     assert np.allclose(oracles._stem_mask(noisy), clean, atol=1e-4)
     assert not np.allclose(oracles._band_gain(noisy, 1), clean, atol=1e-2)
+
+
+def test_the_top_band_form_restores_only_the_band_above_spleeters_limit():
+    rng = np.random.default_rng(1)
+    clean = (rng.standard_normal((1, N_BINS, 20)) + 1j * rng.standard_normal((1, N_BINS, 20))).astype(np.complex64)
+    top = np.arange(N_BINS) * SAMPLE_RATE / N_FFT > oracles.SPLEETER_TOP_HZ
+    damaged = clean * 0.5
+    damaged[:, top] = 0  # a Spleeter-like estimate: scaled below the limit, silent above it
+    restored = oracles._true_top_band(_case(damaged, clean))
+    assert np.array_equal(restored[:, top], clean[:, top])
+    assert np.array_equal(restored[:, ~top], damaged[:, ~top])
