@@ -68,8 +68,8 @@ def track_cases(songs: list[quality.Song], seconds: float, levels: tuple[float, 
             for stem_index, name in enumerate(quality.CORPUS_STEMS):  # the seeds of benchmarks.quality's cases
                 rng = np.random.default_rng([seed, song_index, level_index, stem_index])
                 damaged[name] = degrade(stems[name], mix - stems[name], level, rng, name)
-            yield song, f"ladder t={level:g}", damaged, stems, mix
-        yield song, "clean", stems, stems, mix
+            yield song.id, f"ladder t={level:g}", damaged, stems, mix
+        yield song.id, "clean", stems, stems, mix
 
 
 def score_case(stems: dict[str, np.ndarray], truths: dict[str, np.ndarray], mix: np.ndarray, model: Model) -> dict:
@@ -108,7 +108,7 @@ def run_quality(corpus: Path, spleeter: Path, split: str, seconds: float, levels
             scored = {"refused": str(err)}
         cases.append({"song": song, "source": source, **scored})
         typer.echo(f"{song} {source}: {scored.get('sum_error_db', scored.get('refused'))}", err=True)
-    return {"config": {"split": split, "songs": songs, "excerpt_s": seconds, "levels": list(levels), "seed": seed},
+    return {"config": {"split": split, "songs": [song.id for song in songs], "excerpt_s": seconds, "levels": list(levels), "seed": seed},
             "cases": cases}
 
 

@@ -12,6 +12,8 @@ def test_track_benchmark_scores_both_cleanups_and_renders_its_section(tmp_path):
     results = track.run_quality(corpus, tmp_path / "no-spleeter", "test", 2.0, (0.5,), 0, None, model)
     results |= {"meta": report.provenance(), "model": "half.onnx", "goals": track.GOALS}
     results["summary"] = track.summarize(results["cases"])
+    report.save_results("track.json", results, tmp_path)  # plain JSON: song ids, not the corpus' Song records
+    assert {case["song"] for case in results["cases"]} == set(results["config"]["songs"]) == {"synthetic-0"}
 
     sums = results["summary"]["sum_error"]
     assert set(sums) == {"ladder t=0.5", "clean"}
