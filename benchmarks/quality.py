@@ -488,23 +488,33 @@ def realism(real: dict, rendered: dict) -> str:
     ]) + "\n"
 
 
-def headline(results: dict) -> str:
+def headline(results: dict, real: dict | None = None) -> str:
     """README's measured claims, from the test split's results: what stemclean at default settings does to real
-    separator output, to the first bleed case and to clean stems, beside the oracle and lsdebleed."""
+    separator output (also on the real recordings, given ``real``, their results), to the first bleed case and to
+    clean stems, beside the oracle and lsdebleed."""
     means = {(s["source"], s["stem"], s["method"]): s for s in results["summary"]}
     ours = "stemclean@auto"
     if ("spleeter", "all", ours) not in means:
         return ""
 
-    def delta(source: str, stem: str, method: str = ours) -> str:
-        return f"{means[(source, stem, method)]['delta_si_sdr']:+.2f} dB"
+    def delta(source: str, stem: str, method: str = ours, table: dict = means) -> str:
+        return f"{table[(source, stem, method)]['delta_si_sdr']:+.2f} dB"
+
+    def spleeter_change(table: dict) -> str:
+        return (f"changes SI-SDR by {delta('spleeter', 'all', table=table)} on average (vocals "
+                f"{delta('spleeter', 'vocals', table=table)}, accompaniment "
+                f"{delta('spleeter', 'accompaniment', table=table)}), where the oracle mask gains "
+                f"{delta('spleeter', 'all', 'oracle', table)}")
 
     config, meta = results["config"], results["meta"]
     text = (f"Measured on {len(config['songs'])} held-out test songs (`{meta['commit']}`, {meta['date']}; "
             "[docs/BENCHMARKS.md](docs/BENCHMARKS.md)): on real Spleeter 2stems output, `stemclean run` at default "
-            f"settings changes SI-SDR by {delta('spleeter', 'all')} on average (vocals {delta('spleeter', 'vocals')}, "
-            f"accompaniment {delta('spleeter', 'accompaniment')}), where the oracle mask gains "
-            f"{delta('spleeter', 'all', 'oracle')}.")
+            f"settings {spleeter_change(means)}.")
+    real_means = {(s["source"], s["stem"], s["method"]): s for s in real["summary"]} if real else {}
+    if ("spleeter", "all", ours) in real_means:
+        text += (f" On Spleeter's output for {len(real['config']['songs'])} test mixes of real recordings (real voices "
+                 f"over real music; `{real['meta']['commit']}`), the material closest to users' songs, it "
+                 f"{spleeter_change(real_means)}.")
     name, target = BLEED_ROWS[0][:2]
     if ("bleed", target, ours) in means:
         text += (f" On additive bleed ({name}) it changes SI-SDR by {delta('bleed', target)}; the closed-form "

@@ -211,7 +211,9 @@ def readme_with_measurements(readme: str, results_dir: Path = RESULTS) -> str:
     quality = results_dir / "quality.json"
     if start not in readme or end not in readme or not quality.exists():
         return readme
-    text = importlib.import_module("benchmarks.quality").headline(json.loads(quality.read_text()))
+    real = results_dir / REALISM[0]
+    text = importlib.import_module("benchmarks.quality").headline(
+        json.loads(quality.read_text()), json.loads(real.read_text()) if real.exists() else None)
     before, rest = readme.split(start, 1)
     return f"{before}{start}\n{text}\n{end}{rest.split(end, 1)[1]}"
 

@@ -316,3 +316,17 @@ def test_page_shows_the_real_recordings_section_and_the_realism_ratio(smoke, rea
     assert "**0.80** (meets the goal of 0.75)" in report.page(tmp_path)
     (tmp_path / "quality.json").unlink()
     assert "### Realism ratio" not in report.page(tmp_path)
+
+
+def test_readme_paragraph_adds_the_real_recordings_when_measured(smoke, real_smoke, tmp_path):
+    results, _ = smoke
+    real, _ = real_smoke
+    report.save_results("quality.json", results, tmp_path)
+    start, end = report.README_MARKS
+    readme = f"{start}\n{end}\n"
+    assert "real recordings" not in report.readme_with_measurements(readme, tmp_path)
+    report.save_results(report.REALISM[0], real, tmp_path)
+    rewritten = report.readme_with_measurements(readme, tmp_path)
+    real_vocals = _summary(real, "spleeter", "stemclean@auto", "vocals")["delta_si_sdr"]
+    assert "for 1 test mixes of real recordings" in rewritten
+    assert rewritten.count(f"(vocals {real_vocals:+.2f} dB,") >= 1
