@@ -41,18 +41,17 @@ def _db(ratio: float) -> float:
     return float(10 * np.log10(max(ratio, _TINY)))
 
 
-def run(corpus: Path, spleeter: Path, model_path: Path, split: str = "test") -> dict:
-    """Band table per Spleeter stem, summed over every song of ``split``."""
+def run(corpus: Path, spleeter: Path, model_path: Path, split: str = "test", max_songs: int | None = None) -> dict:
+    """Band table per Spleeter stem, summed over every song of ``split`` (the first ``max_songs``), rendered or real."""
     model = load_model(model_path, device="cpu")
-    songs = quality.split_songs(corpus, split)
+    songs = quality.corpus_songs(corpus, spleeter, split)[:max_songs]
     energies: dict[tuple[str, str], list[np.ndarray]] = {}
     for song in songs:
-        folder = corpus / split / song
-        mix = quality.read_audio(folder / "mixture.wav")
-        stems = {name: quality.read_audio(folder / f"{name}.wav") for name in quality.CORPUS_STEMS}
+        stems = {name: quality.read_audio(path) for name, path in song.stems.items()}
+        mix = quality.read_audio(song.mixture) if song.mixture else sum(stems.values())
         truths = quality.with_accompaniment(stems)
         for name in quality.SPLEETER_STEMS:
-            separated = quality.read_separated(spleeter, split, song, name, mix.shape[1])
+            separated = quality.read_estimate(song.separated[name], mix.shape[1]) if name in song.separated else None
             if separated is None:
                 continue
             cleaned = stemclean.clean(separated.T, mix.T, spectral.SAMPLE_RATE, steps="auto", stem_type=name,
@@ -79,7 +78,8 @@ def run(corpus: Path, spleeter: Path, model_path: Path, split: str = "test") -> 
         rows.append({"stem": name, "band_hz": None, "share": 1.0, "kept_db": None,
                      "input_error_db": _db(before[:, 1].real.sum() / total),
                      "stemclean_error_db": _db(after[:, 1].real.sum() / total)})
-    return {"meta": report.provenance(), "split": split, "songs": songs, "model": str(model_path), "rows": rows}
+    return {"meta": report.provenance(), "corpus": "real" if quality.is_real(corpus) else "rendered", "split": split,
+            "songs": [song.id for song in songs], "model": str(model_path), "rows": rows}
 
 
 def markdown(results: dict) -> str:
@@ -103,12 +103,16 @@ def markdown(results: dict) -> str:
 
 
 def main(
-    corpus: Path = typer.Option(Path("data/corpus")),
+    corpus: Path = typer.Option(Path("data/corpus"), help="Rendered corpus, or the real recordings (data/real)."),
     spleeter: Path = typer.Option(Path("data/spleeter")),
     model: Path = typer.Option(None, help="Model to score (default: the shipped one or $STEMCLEAN_MODEL)."),
+    split: str = typer.Option("test", help="Split to measure: test for the page, val for choices."),
+    max_songs: int = typer.Option(None, help="Measure only the first N songs."),
+    out: Path = typer.Option(None, help="Results file (default benchmarks/results/bands.json)."),
 ) -> None:
-    """Measure the per-band table and save benchmarks/results/bands.json."""
-    path = report.save_results("bands.json", run(corpus, spleeter, model or default_model_path()))
+    """Measure the per-band table and save it."""
+    results = run(corpus, spleeter, model or default_model_path(), split, max_songs)
+    path = report.save_results(out.name if out else "bands.json", results, out.parent if out else report.RESULTS)
     typer.echo(f"wrote {path}")
 
 

@@ -330,3 +330,15 @@ def test_readme_paragraph_adds_the_real_recordings_when_measured(smoke, real_smo
     real_vocals = _summary(real, "spleeter", "stemclean@auto", "vocals")["delta_si_sdr"]
     assert "for 1 test mixes of real recordings" in rewritten
     assert rewritten.count(f"(vocals {real_vocals:+.2f} dB,") >= 1
+
+
+def test_band_table_reads_the_real_recordings_layout(real_smoke, tmp_path):
+    _, real = real_smoke
+    model = write_gain_model(tmp_path / "pass.onnx", stem_gain=1.0)
+    results = bands.run(real, tmp_path / "unused", model, split="test")
+    assert results["corpus"] == "real" and results["songs"] == ["synthetic-0"]
+    totals = {r["stem"]: r for r in results["rows"] if r["band_hz"] is None}
+    assert set(totals) == {"vocals", "accompaniment"}
+    for row in totals.values():  # a model that passes the stem through leaves every band's error as it was
+        assert row["stemclean_error_db"] == pytest.approx(row["input_error_db"], abs=0.05)
+        assert row["input_error_db"] < -1.0  # the stand-in separator's bleed and missing top band are errors
