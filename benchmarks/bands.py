@@ -48,7 +48,7 @@ def run(corpus: Path, spleeter: Path, model_path: Path, split: str = "test", max
     energies: dict[tuple[str, str], list[np.ndarray]] = {}
     for song in songs:
         stems = {name: quality.read_audio(path) for name, path in song.stems.items()}
-        mix = quality.read_audio(song.mixture) if song.mixture else sum(stems.values())
+        mix = quality.song_mixture(song, stems)
         truths = quality.with_accompaniment(stems)
         for name in quality.SPLEETER_STEMS:
             separated = quality.read_estimate(song.separated[name], mix.shape[1]) if name in song.separated else None
@@ -112,7 +112,7 @@ def main(
 ) -> None:
     """Measure the per-band table and save it."""
     results = run(corpus, spleeter, model or default_model_path(), split, max_songs)
-    path = report.save_results(out.name if out else "bands.json", results, out.parent if out else report.RESULTS)
+    path = report.save_results_as(results, "bands.json", out)
     typer.echo(f"wrote {path}")
 
 

@@ -79,7 +79,7 @@ def main(
     results = {"meta": report.provenance(), "model": str(model), **profile(model, seconds)}
     for name, share in results["by_module"].items():
         typer.echo(f"{share:7.1%}  {name}")
-    path = report.save_results(out.name if out else "profile.json", results, out.parent if out else report.RESULTS)
+    path = report.save_results_as(results, "profile.json", out)
     typer.echo(f"wrote {path}", err=True)
 
 

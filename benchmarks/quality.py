@@ -147,7 +147,13 @@ def load_excerpt(song: Song, seconds: float) -> tuple[slice, dict[str, np.ndarra
     """The excerpt window of a song, its true stems and its mixture over that window."""
     window = excerpt_window({name: read_audio(path) for name, path in song.stems.items()}, seconds)
     stems = {name: read_audio(path, window) for name, path in song.stems.items()}
-    return window, stems, read_audio(song.mixture, window) if song.mixture else sum(stems.values())
+    return window, stems, song_mixture(song, stems, window)
+
+
+def song_mixture(song: Song, stems: dict[str, np.ndarray], window: slice | None = None) -> np.ndarray:
+    """A song's mixture over ``window`` (default: all of it): its file, or the sum of ``stems`` (read over the same
+    window) where the corpus stores none because the mixture is their exact sum."""
+    return read_audio(song.mixture, window) if song.mixture else sum(stems.values())
 
 
 def split_songs(corpus: Path, split: str) -> list[str]:
@@ -492,7 +498,10 @@ def headline(results: dict, real: dict | None = None) -> str:
     """README's measured claims, from the test split's results: what stemclean at default settings does to real
     separator output (also on the real recordings, given ``real``, their results), to the first bleed case and to
     clean stems, beside the oracle and lsdebleed."""
-    means = {(s["source"], s["stem"], s["method"]): s for s in results["summary"]}
+    def by_row(table: dict) -> dict:
+        return {(s["source"], s["stem"], s["method"]): s for s in table["summary"]}
+
+    means = by_row(results)
     ours = "stemclean@auto"
     if ("spleeter", "all", ours) not in means:
         return ""
@@ -510,7 +519,7 @@ def headline(results: dict, real: dict | None = None) -> str:
     text = (f"Measured on {len(config['songs'])} held-out test songs (`{meta['commit']}`, {meta['date']}; "
             "[docs/BENCHMARKS.md](docs/BENCHMARKS.md)): on real Spleeter 2stems output, `stemclean run` at default "
             f"settings {spleeter_change(means)}.")
-    real_means = {(s["source"], s["stem"], s["method"]): s for s in real["summary"]} if real else {}
+    real_means = by_row(real) if real else {}
     if ("spleeter", "all", ours) in real_means:
         text += (f" On Spleeter's output for {len(real['config']['songs'])} test mixes of real recordings (real voices "
                  f"over real music; `{real['meta']['commit']}`), the material closest to users' songs, it "

@@ -172,6 +172,12 @@ def save_results(name: str, results: dict, folder: Path = RESULTS) -> Path:
     return path
 
 
+def save_results_as(results: dict, name: str, out: Path | None = None) -> Path:
+    """Write a benchmark's results to the file ``out`` (an ``--out`` option) or, without one, as ``name`` under
+    the page's results folder."""
+    return save_results(out.name, results, out.parent) if out else save_results(name, results)
+
+
 def page(results_dir: Path = RESULTS) -> str:
     """The whole BENCHMARKS.md: a header with the regenerate command, then every section whose results exist."""
     parts = [
