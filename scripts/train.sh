@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The standing training run of the v2 denoiser (issue 20), then its export. Rerun it to resume: fit continues from
-# runs/v2c/last.pt, or, on a machine without runs/, from the committed weights-only snapshot stemclean-v2.pt.
+# runs/v2d/last.pt, or, on a machine without runs/, from the committed weights-only snapshot stemclean-v2.pt.
 #   Stage 1 ran the ControlNet phases, trunk (stem only), control (trunk frozen), then joint; stages 2 and 3 (below)
 #   are long joint phases. The val set is scored every VAL_EVERY steps into the run's log.jsonl
-#   (python -m stemclean.train.curves runs/v2 runs/v2b runs/v2c plots all three).
+#   (python -m stemclean.train.curves runs/v2 runs/v2b runs/v2c runs/v2d plots them all).
 # The data come from scripts/make_data.sh. See docs/TRAINING.md for what each flag does and why.
 # THREADS=2: on a quiet machine two threads ran a step clearly faster than one, and bf16 autocast was no faster
 # (python -m stemclean.train.throughput -> benchmarks/results/throughput.json); rerun it on a new machine.
@@ -11,14 +11,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
-RUN=${RUN:-runs/v2c}
+RUN=${RUN:-runs/v2d}
 # Stage 1 (runs/v2, plan trunk:150,control:150,joint:30000, stopped at joint step 2375) left the de-bleed gate shut:
 # its bias never moved from -5, where its gradient is under 1% of the signal. Stage 2 (runs/v2b, this script as of
 # commit cc9b18c) started from stage 1's last weights with the gate's bias reset to -2; its bleed rows rose, but over
 # its 1625 steps its Spleeter and real-recording rows stayed flat (docs/TRAINING.md, "Stage 3"). Real Spleeter pairs
 # were under 2% of its examples, as it drew them from every real mix while few had pairs yet. Stage 3 starts from
 # stage 2's last weights and draws half of its examples from the real recordings, half of those their Spleeter pairs.
-PARENT=stemclean/models/stemclean-v2-stage2.pt
+# Its real rows stayed flat too (1975 steps, runs/v2c). The overfit check then showed the loss holding the network
+# back: with the SI-SDR term weighted 1.0 instead of 0.1, three songs were fitted to 43% of the oracle's gain instead
+# of 23% in the same 700 steps (benchmarks/results/overfit-sdr1.json beside overfit.json). Stage 4 (runs/v2d) starts
+# from stage 3's last weights with that weight.
+PARENT=stemclean/models/stemclean-v2-stage3.pt
 SNAPSHOT=stemclean/models/stemclean-v2.pt
 
 if [ -e "$RUN/last.pt" ]; then
@@ -31,5 +35,5 @@ fi
 python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:30000 --lr 3e-4 \
     --segment-seconds 4 --batch-size 4 \
     --real-fraction 0.5 --bleed-fraction 0.3 --recordings-fraction 0.5 --consistency 0.2 --bleed-weight 0.02 \
-    --sdr-weight 0.1 --val-every "${VAL_EVERY:-100}" --save-every 25 --snapshot "$SNAPSHOT" --threads "$THREADS"
+    --sdr-weight 1.0 --val-every "${VAL_EVERY:-100}" --save-every 25 --snapshot "$SNAPSHOT" --threads "$THREADS"
 python -m stemclean.train.export "$RUN/last.pt" stemclean/models/stemclean-v2.onnx --weights "$SNAPSHOT"
