@@ -17,7 +17,11 @@ true stem) restricted to one form, applied to the Spleeter estimate on the val s
 If the coarse rows keep most of the IRM's gain, the fix is an envelope the network's band-level state can represent,
 and its limit is inferring it, not resolution. Val only: it informs choices.
 
-    python -m benchmarks.oracles [--out benchmarks/results/oracles.json]
+With ``--checkpoint``, it also asks whether a model's own correction follows the oracle's: per row, the spread (dB,
+weighted by the input's band energy) of the model's band gains per frame and of the oracle's, and their correlation.
+A model that spreads little and correlates weakly is not attempting the fix, whatever its mean ΔSI-SDR.
+
+    python -m benchmarks.oracles [--checkpoint C] [--out benchmarks/results/oracles.json]
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from scipy.ndimage import uniform_filter1d
 from stemclean import spectral
 from stemclean.files import write_text_atomic
 from stemclean.train import validate
+from stemclean.train.export import load_checkpoint
 from stemclean.train.network import EVIDENCE_FRAMES, band_edges
 
 MAX_GAIN = 2.0
@@ -67,6 +72,28 @@ def _true_top_band(case: validate.Case) -> np.ndarray:
     return out
 
 
+def _band_power(spec: np.ndarray) -> np.ndarray:
+    """Power per band of the network's band split and per frame, of a [1, F, T] spectrum: [K, T]."""
+    power = np.abs(spec[0]) ** 2
+    return np.stack([power[start:stop].sum(axis=0) for start, stop in band_edges()])
+
+
+def gain_agreement(estimates: list[np.ndarray], cases: list[validate.Case]) -> dict[str, float]:
+    """How the band gains per frame of ``estimates`` (one per case) follow the oracle's (``band gain per frame``):
+    both spreads in dB and their correlation, each bin of the band-frame grid weighted by the input's energy there."""
+    ours, oracle, weight = [], [], []
+    for estimate, case in zip(estimates, cases):
+        before = _band_power(case.damaged) + 1e-12
+        ours.append(10 * np.log10(_band_power(estimate) / before + 1e-6).ravel())
+        oracle.append(10 * np.log10(_band_power(_band_gain(case, 1)) / before + 1e-6).ravel())
+        weight.append((before / before.sum()).ravel())
+    x, y, w = (np.concatenate(v) for v in (ours, oracle, weight))
+    x, y = (x - np.average(x, weights=w)), (y - np.average(y, weights=w))
+    spread_x, spread_y = np.sqrt(np.average(x * x, weights=w)), np.sqrt(np.average(y * y, weights=w))
+    return {"model spread (dB)": round(float(spread_x), 2), "oracle spread (dB)": round(float(spread_y), 2),
+            "correlation": round(float(np.average(x * y, weights=w) / max(spread_x * spread_y, 1e-12)), 3)}
+
+
 FORMS: dict[str, Callable[[validate.Case], np.ndarray]] = {
     "irm": validate.oracle_spec,
     "stem mask per bin": _stem_mask,
@@ -81,6 +108,8 @@ def main(
     corpus: Path = typer.Option(Path("data/corpus")),
     spleeter: Path = typer.Option(Path("data/spleeter")),
     recordings: Path = typer.Option(Path("data/real"), help="The real-recordings corpus, if made."),
+    checkpoint: Path = typer.Option(None, help="Also compare this training checkpoint's band gains with the "
+                                    "oracle's."),
     out: Path = typer.Option(Path("benchmarks/results/oracles.json")),
 ) -> None:
     """Score each oracle form on the val set's Spleeter pairs, rendered and real."""
@@ -92,8 +121,18 @@ def main(
             gains.setdefault(case.row, []).append(validate.gain(form(case), case))
         rows[name] = {row: round(float(np.mean(v)), 2) for row, v in gains.items()}
         typer.echo(f"{name}: {rows[name]}")
-    write_text_atomic(out, json.dumps({"command": "python -m benchmarks.oracles", "split": "val",
-                                       "cases": len(cases), "rows": rows}, indent=1))
+    result = {"command": "python -m benchmarks.oracles", "split": "val", "cases": len(cases), "rows": rows}
+    if checkpoint is not None:
+        model, _ = load_checkpoint(checkpoint)
+        model.eval()
+        agreement = {}
+        for row in sorted({case.row for case in cases}):
+            chosen = [case for case in cases if case.row == row]
+            agreement[row] = gain_agreement([validate.model_output(model, case) for case in chosen], chosen)
+            typer.echo(f"{checkpoint} on {row}: {agreement[row]}")
+        result |= {"command": f"python -m benchmarks.oracles --checkpoint {checkpoint}", "checkpoint": str(checkpoint),
+                   "band gain agreement": agreement}
+    write_text_atomic(out, json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ RUN=${RUN:-runs/v2d}
 # were under 2% of its examples, as it drew them from every real mix while few had pairs yet. Stage 3 starts from
 # stage 2's last weights and draws half of its examples from the real recordings, half of those their Spleeter pairs.
 # Its real rows stayed flat too (1975 steps, runs/v2c). The overfit check then showed the loss holding the network
-# back: with the SI-SDR term weighted 1.0 instead of 0.1, three songs were fitted to 43% of the oracle's gain instead
-# of 23% in the same 700 steps (benchmarks/results/overfit-sdr1.json beside overfit.json). Stage 4 (runs/v2d) starts
-# from stage 3's last weights with that weight.
+# back: with the SI-SDR term weighted 1.0 instead of 0.1, three songs were fitted to nearly twice the share of the
+# oracle's gain in the same 700 steps (benchmarks/results/overfit.json; overfit-sdr0.1.json at the old weight).
+# Stage 4 (runs/v2d) starts from stage 3's last weights with that weight.
 PARENT=stemclean/models/stemclean-v2-stage3.pt
 SNAPSHOT=stemclean/models/stemclean-v2.pt
 

@@ -179,6 +179,15 @@ def _means(gains: dict[tuple[str, str], list[float]]) -> dict:
             "rows": {row: float(np.mean(v)) for (_, row), v in gains.items()}}
 
 
+def model_output(model: torch.nn.Module, case: Case) -> np.ndarray:
+    """One pass of ``model`` (in eval mode, no gradients) over a case, as a [1, F, T] complex spectrum."""
+    with torch.no_grad():
+        pred = model(torch.from_numpy(spectral.to_channels(case.damaged)),
+                     torch.from_numpy(spectral.to_channels(case.mix)),
+                     torch.tensor([case.level]), torch.tensor([case.stem_type]))
+    return spectral.from_channels(pred.numpy())
+
+
 def score(model: torch.nn.Module, cases: list[Case], oracle: bool = False) -> dict:
     """Mean ΔSI-SDR per kind and per row of one model pass over every case (and the oracle mask's, if asked)."""
     model.eval()
@@ -186,10 +195,7 @@ def score(model: torch.nn.Module, cases: list[Case], oracle: bool = False) -> di
     ceiling: dict[tuple[str, str], list[float]] = {}
     with torch.no_grad():
         for case in cases:
-            pred = model(torch.from_numpy(spectral.to_channels(case.damaged)),
-                         torch.from_numpy(spectral.to_channels(case.mix)),
-                         torch.tensor([case.level]), torch.tensor([case.stem_type]))
-            gains.setdefault((case.kind, case.row), []).append(gain(spectral.from_channels(pred.numpy()), case))
+            gains.setdefault((case.kind, case.row), []).append(gain(model_output(model, case), case))
             if oracle:
                 ceiling.setdefault((case.kind, case.row), []).append(gain(oracle_spec(case), case))
     model.train()
