@@ -282,8 +282,9 @@ def results_name(split: str, real: bool = False) -> str:
 
 def run(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[float, ...], seed: int,
         max_songs: int | None, model: Path | None, steps: list[str], images: Path,
-        sources: tuple[str, ...] = SOURCE_ORDER) -> dict:
-    """Score every method on every case of ``sources`` and draw the plots; returns the results to save."""
+        sources: tuple[str, ...] = SOURCE_ORDER, partial: report.Partial | None = None) -> dict:
+    """Score every method on every case of ``sources`` and draw the plots; returns the results to save. Cases that
+    ``partial`` holds from a stopped run are not scored again, except the spectrogram's case (it needs the audio)."""
     real = is_real(corpus)
     songs = corpus_songs(corpus, spleeter, split)[:max_songs]
     if not songs:
@@ -297,10 +298,18 @@ def run(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[
     for case in cases(songs, seconds, levels, seed):
         if case.source.split()[0] not in sources:
             continue
-        case_rows, estimates = score(case, methods)
-        rows += case_rows
         rank = showcase_rank.get((case.source, case.stem_type), 2)
-        if rank < (showcase_rank.get((showcase[0].source, showcase[0].stem_type), 2) if showcase else 2):
+        shown_rank = showcase_rank.get((showcase[0].source, showcase[0].stem_type), 2) if showcase else 2
+        key = (case.song, case.source, case.stem_type)
+        if partial is not None and key in partial.done and rank >= shown_rank:
+            rows += partial.done[key]
+            typer.echo(f"{case.song} {case.source} {case.stem_type}: scored by the stopped run", err=True)
+            continue
+        case_rows, estimates = score(case, methods)
+        if partial is not None:
+            partial.add(key, case_rows)
+        rows += case_rows
+        if rank < shown_rank:
             showcase = (case, estimates)
         typer.echo(f"{case.song} {case.source} {case.stem_type}: " + ", ".join(
             f"{r['method']} {r['si_sdr']:.1f}" for r in case_rows), err=True)
@@ -627,13 +636,17 @@ def main(
         corpus, out = synthetic_corpus(scratch / "corpus", songs=1, seconds=2.5), out or scratch / "results"
         seconds, level_values = 2.0, (0.5,)
     results_dir, images = (out, out / "img") if out else (report.RESULTS, report.IMAGES)
+    name = results_name(split, is_real(corpus))
+    partial = None if smoke else report.Partial(name, results_dir)
     try:
         results = run(corpus, spleeter, split, seconds, level_values, seed, max_songs, model_path, step_values, images,
-                      tuple(s.strip() for s in sources.split(",")))
+                      tuple(s.strip() for s in sources.split(",")), partial)
     except (FileNotFoundError, ValueError, ModelError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from None
-    path = report.save_results(results_name(split, is_real(corpus)), results, results_dir)
+    path = report.save_results(name, results, results_dir)
+    if partial is not None:
+        partial.finish()
     typer.echo(f"wrote {path}")
 
 

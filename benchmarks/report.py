@@ -11,6 +11,7 @@ Run: ``python -m benchmarks.report --run`` (or without ``--run`` to rebuild the 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -88,6 +89,40 @@ def provenance() -> dict:
         "commit": (commit or "unknown") + (" with uncommitted changes" if dirty else ""),
         "dirty": dirty,
     }
+
+
+class Partial:
+    """A long benchmark's rows, kept case by case, so that a run stopped part way (a session's end, Ctrl-C) resumes
+    at the next case when the same command is rerun at the same commit: on two cores shared with training, a page
+    section can outlast a session. Nothing is kept from a tree with uncommitted changes, as no commit would hold the
+    code that made those rows. A line cut short by a kill is ignored, and its case scored again.
+    """
+
+    def __init__(self, name: str, folder: Path = RESULTS):
+        meta = provenance()
+        key = hashlib.sha256(f"{meta['commit']} {meta['command']}".encode()).hexdigest()[:12]
+        self.path = None if meta["dirty"] else folder / ".partial" / f"{Path(name).stem}-{key}.jsonl"
+        self.done: dict[tuple, list] = {}
+        if self.path is not None and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                self.done[tuple(entry["case"])] = entry["rows"]
+
+    def add(self, case: tuple, rows: list) -> None:
+        """Keep one case's rows (appended and flushed at once: the next run skips the case)."""
+        self.done[case] = rows
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as file:
+                file.write(json.dumps({"case": list(case), "rows": rows}) + "\n")
+
+    def finish(self) -> None:
+        """The results are saved: drop the kept rows."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 def _cpu_name() -> str:

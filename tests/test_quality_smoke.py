@@ -342,3 +342,41 @@ def test_band_table_reads_the_real_recordings_layout(real_smoke, tmp_path):
     for row in totals.values():  # a model that passes the stem through leaves every band's error as it was
         assert row["stemclean_error_db"] == pytest.approx(row["input_error_db"], abs=0.05)
         assert row["input_error_db"] < -1.0  # the stand-in separator's bleed and missing top band are errors
+
+
+def test_a_stopped_run_resumes_at_the_next_case_with_the_same_rows(smoke, tmp_path, monkeypatch):
+    results, tmp = smoke
+    monkeypatch.setattr(report, "provenance", lambda: {"commit": "abc1234", "command": "python -m benchmarks.quality",
+                                                       "dirty": False})
+    scored = []
+    real_score = quality.score
+
+    def counting_score(case, methods):
+        scored.append((case.source, case.stem_type))
+        if len(scored) == 3 and not resumed:
+            raise KeyboardInterrupt  # the session ends part way through the third case
+        return real_score(case, methods)
+
+    monkeypatch.setattr(quality, "score", counting_score)
+    sources = ("spleeter", "bleed")  # five cases are enough, and each one costs seconds
+    args = (tmp / "corpus", tmp / "spleeter", "test", 1.0, (0.5,), 0, None, tmp / "pass.onnx", ["auto"],
+            tmp_path / "img", sources)
+    resumed = False
+    with pytest.raises(KeyboardInterrupt):
+        quality.run(*args, partial=report.Partial("quality.json", tmp_path))
+    with next((tmp_path / ".partial").glob("*.jsonl")).open("a") as file:
+        file.write('{"case": ["cut short')  # a line the kill left unfinished
+    resumed, scored[:] = True, []
+    partial = report.Partial("quality.json", tmp_path)
+    again = quality.run(*args, partial=partial)
+    assert scored[0] == ("spleeter", "vocals"), "the spectrogram's case is scored again for its audio"
+    assert len(scored) == len(partial.done) - 1, "of the two cases the stopped run finished, only the shown one reruns"
+    def scores(rows):  # the metrics, not how long each method took
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+    assert scores(again["rows"]) == scores([row for row in results["rows"] if row["source"].split()[0] in sources])
+    partial.finish()
+    assert not list((tmp_path / ".partial").glob("*.jsonl"))
+    monkeypatch.setattr(report, "provenance", lambda: {"commit": "abc1234 with uncommitted changes",
+                                                       "command": "python -m benchmarks.quality", "dirty": True})
+    assert report.Partial("quality.json", tmp_path).path is None, "nothing is kept from a dirty tree"
