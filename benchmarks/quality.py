@@ -25,7 +25,8 @@ count. Metrics: SI-SDR and its change, SIR and SAR with the true stem and true r
 multi-resolution STFT distance, and the gap closed ``(method - input) / (oracle - input)`` in SI-SDR.
 
 Run: ``python -m benchmarks.quality [--corpus data/real] [--split val] [--model PATH --steps 1,2,4,auto]`` (the
-shipped model is scored by default when it exists); ``--smoke`` runs on a tiny synthetic corpus in seconds.
+shipped model is scored by default when it exists); ``--smoke`` runs on a tiny synthetic corpus in seconds. A run
+that was stopped resumes at its next case when the same command is rerun at the same commit (``report.Partial``).
 """
 
 from __future__ import annotations
