@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${RUN:-runs/overfit}
-STEPS=${STEPS:-600}
+STEPS=${STEPS:-1400}
 SONGS=${SONGS:-$(ls data/spleeter/train | sort | head -3 | paste -sd, -)}
 SDR_WEIGHT=${SDR_WEIGHT:-1.0}  # the standing run's; overfit-sdr0.1.json holds the check at its earlier 0.1
 OUT=${OUT:-benchmarks/results/overfit.json}

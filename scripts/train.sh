@@ -20,7 +20,8 @@ RUN=${RUN:-runs/v2d}
 # stage 2's last weights and draws half of its examples from the real recordings, half of those their Spleeter pairs.
 # Its real rows stayed flat too (1975 steps, runs/v2c). The overfit check then showed the loss holding the network
 # back: with the SI-SDR term weighted 1.0 instead of 0.1, three songs were fitted to nearly twice the share of the
-# oracle's gain in the same 700 steps (benchmarks/results/overfit.json; overfit-sdr0.1.json at the old weight).
+# oracle's gain in the same 700 steps (benchmarks/results/overfit-steps700.json; overfit-sdr0.1.json at the old
+# weight), and kept climbing to 1400 (overfit.json).
 # Stage 4 (runs/v2d) starts from stage 3's last weights with that weight.
 PARENT=stemclean/models/stemclean-v2-stage3.pt
 SNAPSHOT=stemclean/models/stemclean-v2.pt
