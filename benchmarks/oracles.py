@@ -34,6 +34,7 @@ import numpy as np
 import typer
 from scipy.ndimage import uniform_filter1d
 
+from benchmarks import report
 from stemclean import spectral
 from stemclean.files import write_text_atomic
 from stemclean.train import validate
@@ -121,7 +122,7 @@ def main(
             gains.setdefault(case.row, []).append(validate.gain(form(case), case))
         rows[name] = {row: round(float(np.mean(v)), 2) for row, v in gains.items()}
         typer.echo(f"{name}: {rows[name]}")
-    result = {"command": "python -m benchmarks.oracles", "split": "val", "cases": len(cases), "rows": rows}
+    result = {"command": report.provenance()["command"], "split": "val", "cases": len(cases), "rows": rows}
     if checkpoint is not None:
         model, _ = load_checkpoint(checkpoint)
         model.eval()
@@ -130,8 +131,7 @@ def main(
             chosen = [case for case in cases if case.row == row]
             agreement[row] = gain_agreement([validate.model_output(model, case) for case in chosen], chosen)
             typer.echo(f"{checkpoint} on {row}: {agreement[row]}")
-        result |= {"command": f"python -m benchmarks.oracles --checkpoint {checkpoint}", "checkpoint": str(checkpoint),
-                   "band gain agreement": agreement}
+        result |= {"checkpoint": str(checkpoint), "band gain agreement": agreement}
     write_text_atomic(out, json.dumps(result, indent=1))
 
 

@@ -371,6 +371,7 @@ def test_a_stopped_run_resumes_at_the_next_case_with_the_same_rows(smoke, tmp_pa
     again = quality.run(*args, partial=partial)
     assert scored[0] == ("spleeter", "vocals"), "the spectrogram's case is scored again for its audio"
     assert len(scored) == len(partial.done) - 1, "of the two cases the stopped run finished, only the shown one reruns"
+
     def scores(rows):  # the metrics, not how long each method took
         return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
 

@@ -180,7 +180,8 @@ def _means(gains: dict[tuple[str, str], list[float]]) -> dict:
 
 
 def model_output(model: torch.nn.Module, case: Case) -> np.ndarray:
-    """One pass of ``model`` (in eval mode, no gradients) over a case, as a [1, F, T] complex spectrum."""
+    """One pass of ``model`` without gradients over a case, as a [1, F, T] complex spectrum; the caller sets the
+    model's mode (``eval()`` for scoring)."""
     with torch.no_grad():
         pred = model(torch.from_numpy(spectral.to_channels(case.damaged)),
                      torch.from_numpy(spectral.to_channels(case.mix)),
