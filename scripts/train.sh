@@ -22,7 +22,10 @@ RUN=${RUN:-runs/v2d}
 # back: with the SI-SDR term weighted 1.0 instead of 0.1, three songs were fitted to nearly twice the share of the
 # oracle's gain in the same 700 steps (benchmarks/results/overfit-steps700.json; overfit-sdr0.1.json at the old
 # weight), and kept climbing to 1400 (overfit.json).
-# Stage 4 (runs/v2d) starts from stage 3's last weights with that weight.
+# Stage 4 (runs/v2d) starts from stage 3's last weights with that weight. Its plan was joint:30000, a length it would
+# never reach, so its learning rate stayed near the top of the cosine; after 1470 steps with the real rows rising
+# slowly, the plan is cut to joint:3500 so that the rest of the run anneals (the decay follows the plan's length) and
+# the weights it ends with can be judged by the swap rule (docs/TRAINING.md).
 PARENT=stemclean/models/stemclean-v2-stage3.pt
 SNAPSHOT=stemclean/models/stemclean-v2.pt
 
@@ -33,7 +36,7 @@ elif [ -e "$SNAPSHOT" ]; then
 else
     init=(--init "$PARENT")
 fi
-python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:30000 --lr 3e-4 \
+python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:3500 --lr 3e-4 \
     --segment-seconds 4 --batch-size 4 \
     --real-fraction 0.5 --bleed-fraction 0.3 --recordings-fraction 0.5 --consistency 0.2 --bleed-weight 0.02 \
     --sdr-weight 1.0 --val-every "${VAL_EVERY:-100}" --save-every 25 --snapshot "$SNAPSHOT" --threads "$THREADS"
