@@ -257,7 +257,9 @@ def _write_recordings(root, split: str, rng, estimate) -> None:
         folder.mkdir(parents=True)
         for name in stems:
             sf.write(folder / f"{name}.flac", samples_of(name), spectral.SAMPLE_RATE, subtype="PCM_16")
-    (root / "corpus" / "manifest.json").write_text(json.dumps({"songs": [entry]}))
+    manifest = root / "corpus" / "manifest.json"
+    songs = json.loads(manifest.read_text())["songs"] if manifest.exists() else []
+    manifest.write_text(json.dumps({"songs": [*songs, entry]}))
 
 
 def test_val_cases_score_a_model_that_removes_bleed_above_one_that_does_nothing(tmp_path):
@@ -283,6 +285,26 @@ def test_val_cases_score_a_model_that_removes_bleed_above_one_that_does_nothing(
     assert abs(identity["bleed"]) < 1e-6 and abs(identity["real"]) < 1e-6
     assert best["bleed"] > 10.0 and best["real"] > 10.0 and best["medians"]["real"] > 10.0
     assert identity["oracle"]["bleed"] > 3.0, "the oracle mask removes most additive bleed of tones"
+
+
+def test_validate_scores_the_real_pairs_of_the_split_it_is_asked_for(tmp_path):
+    # train estimates are the true stems, val ones carry bleed: the oracle mask can only lose on the first
+    rng = np.random.default_rng(5)
+    _write_recordings(tmp_path / "real", "train", rng, lambda stems, name: stems[name])
+    _write_recordings(tmp_path / "real", "val", rng,
+                      lambda stems, name: stems[name] + 0.25 * sum(v for k, v in stems.items() if k != name))
+    model = Denoiser(width=8, dilations=(1,), time_stride=2, evidence=True, band_mix=True)
+    checkpoint = tmp_path / "model.pt"
+    torch.save({"model": model.state_dict(), "model_config": model.config, "use_control": True}, checkpoint)
+    scores = {}
+    for split in ("train", "val"):
+        out = tmp_path / f"{split}.json"
+        validate.main(checkpoint, corpus=tmp_path / "none", spleeter=None, recordings=tmp_path / "real",
+                      gate_bias=None, real_split=split, out=out)
+        scores[split] = json.loads(out.read_text())
+    assert [scores[split]["cases"] for split in ("train", "val")] == [2, 2]
+    assert scores["train"]["real_split"] == "train"
+    assert scores["train"]["oracle"]["real"] < 0 < 3 < scores["val"]["oracle"]["real"]
 
 
 def test_a_weights_only_snapshot_resumes_the_run_on_a_machine_without_it(tiny_corpus, tmp_path):

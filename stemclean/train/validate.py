@@ -210,14 +210,18 @@ def main(
     recordings: Path = typer.Option(Path("data/real"), help="The real-recordings corpus, if made."),
     gate_bias: float = typer.Option(None, help="Score with the de-bleed gate's bias set to this (10: fully open), "
                                     "to see what the gate is worth before training it."),
+    real_split: str = typer.Option(None, help="Score only the real recordings' Spleeter pairs of this split, chosen "
+                                   "as the val ones are: with train, how well a run fits the pairs it trains on, to "
+                                   "tell underfitting (train no better than val) from a failure to generalise."),
     out: Path = typer.Option(None, help="Also write the scores here as JSON."),
 ) -> None:
     """Score CHECKPOINT on the val set as training does (with the oracle mask's scores beside it)."""
     model, _ = load_checkpoint(checkpoint)
     if gate_bias is not None:
         model.set_gate_bias(gate_bias)
-    scores = {"checkpoint": str(checkpoint), "gate_bias": gate_bias,
-              **score(model, ValSet(corpus, spleeter, recordings).cases(), oracle=True)}
+    cases = real_cases(recordings, split=real_split) if real_split else ValSet(corpus, spleeter, recordings).cases()
+    scores = {"checkpoint": str(checkpoint), "gate_bias": gate_bias, "real_split": real_split,
+              **score(model, cases, oracle=True)}
     typer.echo(json.dumps(scores, indent=1))
     if out is not None:
         write_text_atomic(out, json.dumps(scores, indent=1))
