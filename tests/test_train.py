@@ -106,7 +106,7 @@ def test_sampler_draws_ladder_and_clean_cases(tiny_corpus):
     assert np.all(diff[damaged] > 0)
 
 
-def test_real_pairs_carry_the_level_the_engine_will_estimate(tiny_corpus, tmp_path):
+def test_real_pairs_carry_the_level_the_engine_will_estimate(tiny_corpus, tmp_path, monkeypatch):
     spleeter = tmp_path / "spleeter"
     for song in ("song0", "song1"):
         folder = tiny_corpus / "train" / song
@@ -116,13 +116,22 @@ def test_real_pairs_carry_the_level_the_engine_will_estimate(tiny_corpus, tmp_pa
         # a crude separator: the vocals with a fifth of the accompaniment left in
         sf.write(spleeter / "train" / song / "vocals.wav", vocals + 0.2 * (mix - vocals), spectral.SAMPLE_RATE)
         sf.write(spleeter / "train" / song / "accompaniment.wav", 0.8 * (mix - vocals), spectral.SAMPLE_RATE)
-    sampler = sampling.CorpusSampler(tiny_corpus, spleeter, "train", seed=2, real_fraction=1.0)
+    cache = tmp_path / "run" / "levels.jsonl"
+    cache.parent.mkdir()
+    sampler = sampling.CorpusSampler(tiny_corpus, spleeter, "train", seed=2, real_fraction=1.0, level_cache=cache)
     batch = sampler.batch(4)
     expected = {engine.estimate_level(audio.file_source(spleeter / "train" / song / f"{stem}.wav"),
                                       audio.file_source(tiny_corpus / "train" / song / "mixture.wav"))
                 for song in ("song0", "song1") for stem in ("vocals", "accompaniment")}
     assert all(min(abs(level - e) for e in expected) < 1e-6 for level in batch["level"].tolist())
     assert min(expected) > 0.3, "a separator's bleed must read as damage"
+
+    # a resumed run reads the levels back instead of estimating them again, and skips a line cut short by a kill
+    with cache.open("a") as partial:
+        partial.write('{"song": "song0", "st')
+    monkeypatch.setattr(engine, "estimate_level", lambda *_: pytest.fail("estimated a cached level again"))
+    resumed = sampling.CorpusSampler(tiny_corpus, spleeter, "train", seed=2, real_fraction=1.0, level_cache=cache)
+    assert resumed.batch(4)["level"].tolist() == batch["level"].tolist()
 
 
 def test_bleed_loss_sees_the_residual_not_other_error():

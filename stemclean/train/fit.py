@@ -228,7 +228,8 @@ def main(
     sampler = CorpusSampler(corpus, spleeter, "train", seed=seed + 1000 * state["phase_index"] + state["phase_step"],
                             real_fraction=real_fraction, stereo=model.stereo, bleed_fraction=bleed_fraction,
                             segment_seconds=segment_seconds, songs=tuple(songs.split(",")) if songs else None,
-                            recordings=recordings, recordings_fraction=recordings_fraction)
+                            recordings=recordings, recordings_fraction=recordings_fraction,
+                            level_cache=run / "levels.jsonl")
     examples_per_step = batch_size // 2 if model.stereo else batch_size
     batches = iter(torch.utils.data.DataLoader(BatchStream(sampler, examples_per_step), batch_size=None,
                                                num_workers=workers, prefetch_factor=4 if workers else None,

@@ -14,6 +14,8 @@ pairs keep their own mixture, since that is what Spleeter separated.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +64,22 @@ def level_of(damaged: np.ndarray, clean: np.ndarray) -> float:
     return float(schedule.level_for_sdr(10.0 * np.log10(max(signal, 1e-12) / max(error, 1e-12))))
 
 
+def _read_levels(cache: Path | None) -> dict[tuple[str, str], float]:
+    """The levels a run's earlier processes appended to ``cache`` (a line cut short by a kill is skipped).
+
+    The cache lives in the run's folder, so a run keeps the levels it was conditioned on; a new run estimates afresh.
+    """
+    levels: dict[tuple[str, str], float] = {}
+    if cache is not None and cache.exists():
+        for line in cache.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            levels[entry["song"], entry["stem"]] = entry["level"]
+    return levels
+
+
 class CorpusSampler:
     """Draws random segments from the rendered corpus and damages them (see the module docstring).
 
@@ -72,7 +90,7 @@ class CorpusSampler:
     def __init__(self, corpus: Path, spleeter: Path | None, split: str, seed: int, real_fraction: float = 0.3,
                  clean_fraction: float = 0.05, stereo: bool = False, bleed_fraction: float = 0.0,
                  segment_seconds: float = 2.0, songs: tuple[str, ...] | None = None, recordings: Path | None = None,
-                 recordings_fraction: float = 0.0):
+                 recordings_fraction: float = 0.0, level_cache: Path | None = None):
         self.corpus, self.spleeter_root, self.split, self.stereo = corpus, spleeter, split, stereo
         # real voices over real music (stemclean.train.realcorpus), drawn this share of the time when there are any
         self.recordings_root, self.recordings_fraction = recordings, recordings_fraction
@@ -80,7 +98,8 @@ class CorpusSampler:
         self.rng = np.random.default_rng(seed)
         self.real_fraction, self.clean_fraction, self.bleed_fraction = real_fraction, clean_fraction, bleed_fraction
         self.segment = int(segment_seconds * spectral.SAMPLE_RATE)
-        self._real_levels: dict[tuple[str, str], float] = {}
+        self.level_cache = level_cache
+        self._real_levels = _read_levels(level_cache)
         self._frames: dict[Path, int] = {}
         self.refresh()
         if not self.songs:
@@ -107,11 +126,20 @@ class CorpusSampler:
         implies: on the val split, a model fine-tuned with SI-SDR levels lost about 0.6 dB of ΔSI-SDR when run with
         the estimated ones instead.
         """
-        key = (song.name, stem)
-        if key not in self._real_levels:
-            self._real_levels[key] = engine.estimate_level(
-                audio.file_source(self.spleeter[song.name] / f"{stem}.wav"), audio.file_source(song / "mixture.wav"))
-        return self._real_levels[key]
+        return self._level(song.name, stem, self.spleeter[song.name] / f"{stem}.wav",
+                           lambda: audio.file_source(song / "mixture.wav"))
+
+    def _level(self, song: str, stem: str, estimate: Path, mix: Callable[[], audio.Source]) -> float:
+        """The engine's level for the whole file ``estimate`` against ``mix()``, memoised and appended to
+        ``level_cache``: each estimate reads both whole files, and a resumed run that rebuilt them all spent tens of
+        CPU-minutes of its session doing so, on the cores that train."""
+        if (song, stem) not in self._real_levels:
+            level = engine.estimate_level(audio.file_source(estimate), mix())
+            self._real_levels[song, stem] = level
+            if self.level_cache is not None:
+                with self.level_cache.open("a") as cache:
+                    cache.write(json.dumps({"song": song, "stem": stem, "level": level}) + "\n")
+        return self._real_levels[song, stem]
 
     def _length(self, path: Path) -> int:
         if path not in self._frames:
@@ -201,12 +229,10 @@ class CorpusSampler:
         if separated:
             estimate = pair[f"spleeter_{stem}"]
             mix = clean + self._read(pair[other], start, channels)
-            key = (pair["id"], stem)
-            if key not in self._real_levels:  # as runtime_level: what the engine will estimate for the whole file
-                self._real_levels[key] = engine.estimate_level(
-                    audio.file_source(estimate), audio.array_source(realcorpus.mixture(pair).T, spectral.SAMPLE_RATE))
+            level = self._level(pair["id"], stem, estimate,  # as runtime_level: what the engine will estimate
+                                lambda: audio.array_source(realcorpus.mixture(pair).T, spectral.SAMPLE_RATE))
             return Example(spectral.stft(self._read(estimate, start, channels)), spectral.stft(mix),
-                           spectral.stft(clean), self._real_levels[key], label)
+                           spectral.stft(clean), level, label)
         source = pair if rng.random() < 0.5 else self.recordings[rng.integers(len(self.recordings))]
         source_start = start if source is pair else int(rng.integers(0, max(1, self._length(source[other]) - self.segment)))
         gain = 1.0 if source is pair else 10.0 ** (rng.uniform(-_REMIX_GAIN_DB, _REMIX_GAIN_DB) / 20.0)
