@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The standing training run of the v2 denoiser (issue 20), then its export. Rerun it to resume: fit continues from
-# runs/v2d/last.pt, or, on a machine without runs/, from the committed weights-only snapshot stemclean-v2.pt.
+# runs/v2e/last.pt, or, on a machine without runs/, from the committed weights-only snapshot stemclean-v2.pt.
 #   Stage 1 ran the ControlNet phases, trunk (stem only), control (trunk frozen), then joint; stages 2 and 3 (below)
 #   are long joint phases. The val set is scored every VAL_EVERY steps into the run's log.jsonl
 #   (python -m stemclean.train.curves runs/v2 runs/v2b runs/v2c runs/v2d runs/v2e plots them all).
