@@ -8,6 +8,7 @@ remove scratch files, and batch mode stops its workers.
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -42,27 +43,42 @@ def install() -> None:
 
 
 @contextmanager
-def terminal_signals_blocked() -> Iterator[None]:
+def _held(signals: set[int]) -> Iterator[None]:
+    """Block ``signals`` and hold back their Python handlers until the block ends, then deliver the first that came.
+
+    The mask alone is not enough: it covers only this thread, and a signal that the kernel hands to another thread
+    (a progress display's) still runs the main thread's Python handler at its next bytecode. A batch interrupted that
+    way inside ``Process.start`` closed the pipe before the new worker had read its start-up data, and the worker
+    printed an EOFError traceback.
+    """
+    caught: list[int] = []
+    # Python handlers run in the main thread only, and only it may set them; elsewhere (the library called from a
+    # thread) the mask is all there is to hold.
+    in_main = threading.current_thread() is threading.main_thread()
+    handlers = {signum: signal.signal(signum, lambda signum, _frame: caught.append(signum))
+                for signum in signals} if in_main else {}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in handlers.items():  # None: a handler not set from Python; the default stands in
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
+def terminal_signals_blocked():
     """Block the terminal's SIGINT and SIGHUP while starting a worker, which inherits the mask and so never sees them.
 
     A Ctrl-C reaches every process in the terminal's group; the workers leave it to the parent, which stops them in
     order, instead of each printing its own traceback mid-import. A signal that arrives meanwhile waits, then is
     delivered to the parent as soon as the block ends.
     """
-    terminal = {s for s in SIGNALS if s != signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, terminal)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return _held({s for s in SIGNALS if s != signal.SIGTERM})
 
 
-@contextmanager
-def deferred() -> Iterator[None]:
+def deferred():
     """Hold stop signals back for a short step that must not be cut in half: creating a scratch folder and taking note
     of it, or removing it. A signal that arrives meanwhile is delivered when the step is done."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return _held(set(SIGNALS))

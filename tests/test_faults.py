@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import demucs_tree, run_cli, start_cli, tone_mix, write_song
+
+from stemclean import interrupts
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -92,6 +95,27 @@ def long_song(tmp_path) -> dict[str, Path]:
 
 
 # Interrupts
+
+
+def test_a_stop_signal_waits_for_a_held_step_even_when_another_thread_takes_it():
+    """The kernel may hand a process-wide signal to any thread that does not block it (a progress display's); the
+    main thread's handler must still wait for the held step's end, as it does when the main thread takes it."""
+    saved = {signum: signal.getsignal(signum) for signum in interrupts.SIGNALS}
+    other = threading.Thread(target=time.sleep, args=(1.0,))  # a thread with the signals unblocked
+    other.start()
+    steps = []
+    try:
+        interrupts.install()
+        with pytest.raises(interrupts.Interrupted):
+            with interrupts.deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)  # the other thread has taken it by now
+                steps.append("finished")
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        other.join()
+    assert steps == ["finished"]
 
 
 @pytest.mark.parametrize("moment", ["starting", "loading", "writing", "between files", "twice"])
