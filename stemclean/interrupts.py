@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
@@ -68,7 +68,7 @@ def _held(signals: set[int]) -> Iterator[None]:
             signal.raise_signal(caught[0])
 
 
-def terminal_signals_blocked():
+def terminal_signals_blocked() -> AbstractContextManager[None]:
     """Block the terminal's SIGINT and SIGHUP while starting a worker, which inherits the mask and so never sees them.
 
     A Ctrl-C reaches every process in the terminal's group; the workers leave it to the parent, which stops them in
@@ -78,7 +78,7 @@ def terminal_signals_blocked():
     return _held({s for s in SIGNALS if s != signal.SIGTERM})
 
 
-def deferred():
+def deferred() -> AbstractContextManager[None]:
     """Hold stop signals back for a short step that must not be cut in half: creating a scratch folder and taking note
     of it, or removing it. A signal that arrives meanwhile is delivered when the step is done."""
     return _held(set(SIGNALS))
