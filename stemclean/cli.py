@@ -90,12 +90,15 @@ def _reported(debug: bool):
     """
     previous = {signum: signal.getsignal(signum) for signum in interrupts.SIGNALS}
     interrupts.install()
+    stopping = False
     try:
         yield
     except (typer.Exit, typer.Abort):
         raise
     except (KeyboardInterrupt, interrupts.Interrupted) as err:
         stopped = err if isinstance(err, interrupts.Interrupted) else interrupts.Interrupted(signal.SIGINT)
+        stopping = True
+        interrupts.ignore_further()
         stderr.print(f"[red]interrupted ({stopped}); unfinished outputs were removed[/red]")
         raise typer.Exit(stopped.exit_code) from None
     except Exception as err:
@@ -111,8 +114,11 @@ def _reported(debug: bool):
         stderr.print(f"[bold red]error:[/bold red] {escape(message)}")
         raise typer.Exit(code) from None
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        # After a stop signal the handlers stay ignoring: a second Ctrl-C that lands while the interpreter shuts down
+        # would otherwise meet Python's own handler and end the process by SIGINT instead of with the promised code.
+        if not stopping:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 @contextmanager

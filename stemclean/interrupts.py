@@ -28,11 +28,16 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
+def ignore_further() -> None:
+    """Ignore stop signals from now on, so that the cleanup of the first one and the exit after it run to their end
+    (a second Ctrl-C used to cut them short and print tracebacks). The cleanup is bounded in time: workers get a few
+    seconds, then SIGKILL."""
+    for signum in SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def _interrupt(signum: int, _frame) -> None:
-    # Further signals are ignored from here on, so the cleanup of the first one runs to its end (a second Ctrl-C used
-    # to cut it short and print tracebacks). The cleanup is bounded in time: workers get a few seconds, then SIGKILL.
-    for other in SIGNALS:
-        signal.signal(other, signal.SIG_IGN)
+    ignore_further()
     raise Interrupted(signum)
 
 

@@ -118,6 +118,27 @@ def test_a_stop_signal_waits_for_a_held_step_even_when_another_thread_takes_it()
     assert steps == ["finished"]
 
 
+def test_a_stopped_command_stays_deaf_to_further_signals_until_it_exits():
+    """A second Ctrl-C that lands after the cleanup, while the interpreter shuts down, must not end the process by
+    SIGINT (exit -2 in CI) instead of with the 130 that was promised."""
+    import typer
+
+    from stemclean import cli
+
+    saved = {signum: signal.getsignal(signum) for signum in interrupts.SIGNALS}
+    try:
+        with pytest.raises(typer.Exit) as stopped:
+            with cli._reported(debug=False):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1.0)  # the handler raises long before this ends
+        after = {signum: signal.getsignal(signum) for signum in interrupts.SIGNALS}
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+    assert stopped.value.exit_code == 130
+    assert set(after.values()) == {signal.SIG_IGN}
+
+
 @pytest.mark.parametrize("moment", ["starting", "loading", "writing", "between files", "twice"])
 def test_ctrl_c_stops_a_parallel_batch_within_seconds(tmp_path, cli_env, moment):
     separated, songs = demucs_tree(tmp_path, tracks=("song_a",), seconds=8.0)
