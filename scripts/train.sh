@@ -31,7 +31,9 @@ RUN=${RUN:-runs/v2e}
 # real pairs rather than failing to generalise from them, and they were a quarter of its examples, the rest rendered
 # Spleeter pairs, ladder and bleed. Stage 5 (runs/v2e) starts from stage 4's last weights and draws 80% of its
 # examples from the real recordings, three quarters of those their Spleeter pairs (60% of all examples; rendered
-# Spleeter pairs 15%), everything else as in stage 4.
+# Spleeter pairs 15%), everything else as in stage 4. Its plan was joint:6000; at step 1480, with the real rows flat
+# at near-peak learning rate, it was cut to joint:3500, stage 4's length, so that it anneals within a session and ends
+# comparable with stage 4.
 PARENT=stemclean/models/stemclean-v2-stage4.pt
 SNAPSHOT=stemclean/models/stemclean-v2.pt
 
@@ -42,7 +44,7 @@ elif [ -e "$SNAPSHOT" ]; then
 else
     init=(--init "$PARENT")
 fi
-python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:6000 --lr 3e-4 \
+python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:3500 --lr 3e-4 \
     --segment-seconds 4 --batch-size 4 \
     --real-fraction 0.75 --bleed-fraction 0.3 --recordings-fraction 0.8 --consistency 0.2 --bleed-weight 0.02 \
     --sdr-weight 1.0 --val-every "${VAL_EVERY:-100}" --save-every 25 --snapshot "$SNAPSHOT" --threads "$THREADS"
