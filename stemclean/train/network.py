@@ -88,11 +88,17 @@ def _log_mag(power: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.log(power + _EPS**2)
 
 
-def _phase_agreement(a: torch.Tensor, b: torch.Tensor, power_a: torch.Tensor, power_b: torch.Tensor) -> torch.Tensor:
-    """cos and sin of the phase difference of a and b, weighted toward zero where either side is silent."""
-    re = a[:, :1] * b[:, :1] + a[:, 1:] * b[:, 1:]
-    im = a[:, 1:] * b[:, :1] - a[:, :1] * b[:, 1:]
-    return torch.cat([re, im], dim=1) / torch.sqrt(power_a * power_b + _EPS**2)
+def _cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a times the conjugate of b per bin, [B, 2, F, T] (real, imaginary)."""
+    a_re, a_im = a[:, :1], a[:, 1:]
+    b_re, b_im = b[:, :1], b[:, 1:]
+    return torch.cat([a_re * b_re + a_im * b_im, a_im * b_re - a_re * b_im], dim=1)
+
+
+def _phase_agreement(cross: torch.Tensor, power_a: torch.Tensor, power_b: torch.Tensor) -> torch.Tensor:
+    """cos and sin of the phase difference of a and b, weighted toward zero where either side is silent, from their
+    :func:`_cross` product and powers (shared with the bleed evidence: full-resolution ops are much of the run time)."""
+    return cross / torch.sqrt(power_a * power_b + _EPS**2)
 
 
 def _box_sum(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
@@ -118,45 +124,51 @@ def bleed_evidence(s: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torc
     <r, r>)`` tells that case from a ratio mask's output, whose stem and residual are coherent by construction too but
     where ``s - a r`` would cut the stem itself. Given both, the network can learn when the closed form applies.
     """
-    s_re, s_im, r_re, r_im = s[:, 0:1], s[:, 1:2], r[:, 0:1], r[:, 1:2]
-    cross = _local_sum(torch.cat([s_re * r_re + s_im * r_im, s_im * r_re - s_re * r_im], dim=1))
+    return _evidence(_cross(s, r), _power(s), _power(r))
+
+
+def _evidence(cross: torch.Tensor, power_s: torch.Tensor, power_r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`bleed_evidence` from the per-bin products the input features have already computed."""
+    # One window sum over all four channels: each sum is a handful of full-resolution ops whatever its channel count.
+    sums = _local_sum(torch.cat([cross, power_s, power_r], dim=1))
     # clamped: the running sums' rounding can leave a hair below zero in a silent stretch after a loud one
-    power = torch.clamp(_local_sum(torch.cat([s_re * s_re + s_im * s_im, r_re * r_re + r_im * r_im], dim=1)), min=0.0)
+    cross, power = sums[:, :2], torch.clamp(sums[:, 2:], min=0.0)
     power_s, power_r = power[:, 0:1], power[:, 1:2]
     gain = torch.clamp(cross[:, 0:1] / (power_r + _EPS**2), 0.0, _MAX_DEBLEED_GAIN)
     coherence = (cross * cross).sum(1, keepdim=True) / (power_s * power_r + _EPS**4)
     return gain, coherence
 
 
-def _complex_features(stem: torch.Tensor, mix: torch.Tensor, stereo: bool,
+def _complex_features(stem: torch.Tensor, mix: torch.Tensor, resid: torch.Tensor, stereo: bool,
                       evidence: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Scale-invariant per-bin features of the stem (trunk) and of the mixture and residual (control).
 
     Every spectrum is divided by the mixture's RMS magnitude, so a quiet and a loud song look the same to the network.
     A stereo model's control branch also sees how each bin's level and phase differ from the partner channel's, in
     the stem and in the mixture: bleed from an instrument panned elsewhere than the stem's source shows up there.
-    Each power spectrum is computed once and shared by the log magnitudes and the phase terms: these full-resolution
-    elementwise ops are a large share of the model's run time. With ``evidence`` the control branch also gets
-    :func:`bleed_evidence`, and its de-bleed gain is returned for the output head (else None).
+    Each power spectrum and cross product is computed once and shared by the log magnitudes, the phase terms and the
+    evidence: these full-resolution elementwise ops are a large share of the model's run time. With ``evidence`` the
+    control branch also gets :func:`bleed_evidence`, and its de-bleed gain is returned for the output head (else None).
     """
     mix_power = _power(mix)
     scale = torch.sqrt(torch.mean(mix_power, dim=(2, 3), keepdim=True)) + _EPS
-    s, r = stem / scale, (mix - stem) / scale
+    s, r = stem / scale, resid / scale
     power_s, power_m, power_r = _power(s), mix_power / (scale * scale), _power(r)
     log_s, log_m = _log_mag(power_s), _log_mag(power_m)
     trunk = torch.cat([log_s, s], dim=1)  # [B, 3, F, T]
-    control = [log_m, _log_mag(power_r), log_s - log_m, _phase_agreement(s, r, power_s, power_r)]  # [B, 5, F, T]
+    cross = _cross(s, r)
+    control = [log_m, _log_mag(power_r), log_s - log_m, _phase_agreement(cross, power_s, power_r)]  # [B, 5, F, T]
     gain = None
     if evidence:  # before the stereo terms, which with_stereo_inputs appends as the last input columns
-        gain, coherence = bleed_evidence(s, r)
+        gain, coherence = _evidence(cross, power_s, power_r)
         control += [gain, coherence]
     if stereo:
         m = mix / scale
         s_other, m_other = stereo_partner(stem) / scale, stereo_partner(mix) / scale
         power_s_other, power_m_other = _power(s_other), _power(m_other)
         control += [_log_mag(power_s_other) - log_s, _log_mag(power_m_other) - log_m,
-                    _phase_agreement(s, s_other, power_s, power_s_other),
-                    _phase_agreement(m, m_other, power_m, power_m_other)]  # 6 more
+                    _phase_agreement(_cross(s, s_other), power_s, power_s_other),
+                    _phase_agreement(_cross(m, m_other), power_m, power_m_other)]  # 6 more
     return trunk, torch.cat(control, dim=1), gain
 
 
@@ -348,7 +360,8 @@ class Denoiser(nn.Module):
         cond = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1) + self.type_embed(stem_type)
         cond = self.cond_mlp(cond)
 
-        trunk_feats, control_feats, debleed_gain = _complex_features(stem, mix, self.stereo, self.evidence)
+        resid = mix - stem
+        trunk_feats, control_feats, debleed_gain = _complex_features(stem, mix, resid, self.stereo, self.evidence)
         full = self.trunk_in(trunk_feats)
         h = start = self._slow(full)
         if self.use_control:
@@ -364,7 +377,6 @@ class Denoiser(nn.Module):
         # Bounded complex corrections: stem mask = 1 + ds, residual mask = dr, each |component| < 2.
         out = self.head(h)
         delta = 2.0 * torch.tanh(out[:, :4] / 2.0)
-        resid = mix - stem
         ds_re, ds_im, dr_re, dr_im = delta[:, 0:1], delta[:, 1:2], delta[:, 2:3], delta[:, 3:4]
         if debleed_gain is not None and self.use_control:  # the gated de-bleed s - a r reads the mix: control only
             dr_re = dr_re - torch.sigmoid(out[:, 4:5]) * debleed_gain
