@@ -103,8 +103,9 @@ def markdown(results: dict) -> str:
         "above that means other jobs shared the cores.",
         "",
         f"`stemclean batch` on {results['tracks']} synthetic stereo 44.1 kHz stems of each length (demucs layout, "
-        "mixes from `--mix-dir`), whole process. `-j 1` is one process with 2 onnxruntime threads, `-j 2` two processes with "
-        f"1 thread each. Each time is the fastest of {results['repeats']} runs, taken in turns.",
+        "mixes from `--mix-dir`), whole process. `-j 1` is one process that cleans 2 chunks at a time, `-j 2` two "
+        "processes, one chunk at a time each; every model run has 1 thread. Each time is the fastest of "
+        f"{results['repeats']} runs, taken in turns.",
         "",
         report.table(
             ["stem length", "-j 1", "-j 2", "speed-up of -j 2", "faster", "peak RSS -j 1", "peak RSS -j 2"], rows
