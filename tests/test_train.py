@@ -14,7 +14,7 @@ from stemclean import audio, engine, spectral
 from stemclean.train import fit, sampler as sampling, validate
 from stemclean.train.degrade import add_leak
 from stemclean.train.export import export, load_checkpoint, parity_error, save_weights
-from stemclean.train.network import Denoiser, band_edges, bleed_evidence, with_stereo_inputs
+from stemclean.train.network import Denoiser, band_edges, bleed_evidence, deeper, with_stereo_inputs
 
 
 def _tone(freq: float, seconds: float, rng: np.random.Generator) -> np.ndarray:
@@ -65,6 +65,22 @@ def test_zero_convs_start_at_the_trunk():
         model.use_control = False
         trunk_only = model(*args)
     assert torch.equal(with_control, trunk_only)
+
+
+def test_a_deeper_copy_starts_as_its_parent_and_then_learns():
+    parent = Denoiser(width=8, dilations=(1, 2), evidence=True, band_mix=True).eval()
+    for conv in parent.zero_convs:  # a trained control branch, so the path through it matters
+        torch.nn.init.normal_(conv.weight, std=0.1)
+    grown = deeper(parent, 4).eval()
+    assert grown.dilations == (1, 2, 4, 8)
+    rng = torch.Generator().manual_seed(0)
+    stem = torch.randn(1, 2, spectral.N_BINS, 12, generator=rng)
+    args = (stem, stem + torch.randn(1, 2, spectral.N_BINS, 12, generator=rng), torch.tensor([0.5]), torch.tensor([0]))
+    with torch.no_grad():
+        assert torch.allclose(grown(*args), parent(*args), atol=1e-6)
+        for block in grown.trunk_blocks[2:]:  # once the new blocks have weight, they change the result
+            torch.nn.init.normal_(block.mlp[-1].weight, std=0.1)
+        assert not torch.allclose(grown(*args), parent(*args), atol=1e-4)
 
 
 def test_stereo_copy_starts_as_its_mono_parent_and_then_reads_the_partner():
@@ -161,7 +177,7 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
                   bleed_weight=0.01, sdr_weight=0.01, save_every=2, threads=1, seed=0, evidence=False,
                   band_mix=False, segment_seconds=2.0, bleed_fraction=0.3, bf16=False, val_every=0, workers=0,
                   resume_weights=None, snapshot=None, songs=None, recordings=None, recordings_fraction=0.0,
-                  gate_bias=None)
+                  gate_bias=None, grow_blocks=None)
     fit.main(plan="trunk:2,control:2", **common)
     first = torch.load(run / "last.pt", weights_only=False)
     assert (first["phase_index"], first["phase_step"]) == (1, 2)
@@ -321,7 +337,7 @@ def test_a_weights_only_snapshot_resumes_the_run_on_a_machine_without_it(tiny_co
                   time_stride=2, stereo=False, consistency=0.0, real_fraction=0.0, init=None, bleed_weight=0.01,
                   sdr_weight=0.01, save_every=1, threads=1, seed=0, evidence=True, band_mix=True, segment_seconds=1.0,
                   bleed_fraction=0.5, bf16=False, val_every=0, workers=0, songs=None, recordings=None,
-                  recordings_fraction=0.0, gate_bias=None)
+                  recordings_fraction=0.0, gate_bias=None, grow_blocks=None)
     snapshot = tmp_path / "models" / "snapshot.pt"
     fit.main(run=tmp_path / "first", plan="trunk:2", resume_weights=None, snapshot=snapshot, **common)
     assert "optimizer" not in torch.load(snapshot, weights_only=False)
@@ -337,6 +353,13 @@ def test_a_weights_only_snapshot_resumes_the_run_on_a_machine_without_it(tiny_co
     gate = torch.stack([reopened["model"][f"head.proj.{k}.2.bias"].view(-1, 5)[:, 4] for k in range(3)])
     assert torch.allclose(gate, torch.full_like(gate, -1.0), atol=0.05)
     assert reopened["history"][-1]["gate_bias_after"] == -1.0
+
+    # a fine-tune one block deeper: the checkpoint rebuilds the grown network, and the history says so
+    fit.main(run=tmp_path / "deeper", plan="joint:1", resume_weights=None, snapshot=None,
+             **{**common, "init": snapshot, "grow_blocks": 3})
+    grown = torch.load(tmp_path / "deeper" / "last.pt", weights_only=False)
+    assert len(grown["model_config"]["dilations"]) == 3 and grown["history"][-1]["grown_to_blocks"] == 3
+    assert len(load_checkpoint(tmp_path / "deeper" / "last.pt")[0].trunk_blocks) == 3
 
 
 def test_a_short_training_run_lowers_the_loss():

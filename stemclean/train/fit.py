@@ -24,7 +24,7 @@ from stemclean import schedule, spectral
 from stemclean.files import atomic_path
 from stemclean.train import validate
 from stemclean.train.export import git_commit, load_checkpoint, save_weights
-from stemclean.train.network import Denoiser, block_dilations, with_stereo_inputs
+from stemclean.train.network import Denoiser, block_dilations, deeper, with_stereo_inputs
 from stemclean.train.sampler import BatchStream, CorpusSampler
 
 _WINDOW = torch.hann_window(spectral.N_FFT)
@@ -175,6 +175,8 @@ def main(
     init: Path = typer.Option(None, help="Start a new run from this checkpoint's weights (fine-tuning)."),
     gate_bias: float = typer.Option(None, help="With --init: reset the de-bleed gate's bias to this (an --evidence "
                                     "parent whose gate never opened; see Denoiser.set_gate_bias)."),
+    grow_blocks: int = typer.Option(None, help="With --init: give each branch this many blocks, the new ones last and "
+                                    "starting as the identity (network.deeper), to test whether depth pays."),
     bleed_weight: float = typer.Option(0.01, help="Weight of the bleed (differentiable SIR) loss, per dB."),
     sdr_weight: float = typer.Option(0.01, help="Weight of the negative SI-SDR loss, per dB."),
     recordings: Path = typer.Option(Path("data/real"), help="The real-recordings corpus (stemclean.train.realcorpus), "
@@ -222,6 +224,9 @@ def main(
             model.time_stride = time_stride  # no parameter depends on it, so the parent's weights carry over
         if stereo and not model.stereo:
             model = with_stereo_inputs(model)
+        if grow_blocks is not None:
+            model = deeper(model, grow_blocks)
+            history[-1]["grown_to_blocks"] = grow_blocks
     else:
         model = Denoiser(width=width, dilations=block_dilations(blocks), time_stride=time_stride or 1, stereo=stereo,
                          evidence=evidence, band_mix=band_mix)

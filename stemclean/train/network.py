@@ -412,3 +412,23 @@ def with_stereo_inputs(model: Denoiser) -> Denoiser:
     stereo.load_state_dict(state)
     stereo.use_control = model.use_control
     return stereo
+
+
+def deeper(model: Denoiser, blocks: int) -> Denoiser:
+    """A copy of ``model`` with ``blocks`` blocks per branch that computes exactly what it did until trained.
+
+    The new blocks come last. Each new trunk block's MLP ends in zeros and its band mixing starts at zero, so it passes
+    its input through; each new control block joins the trunk through a new zero convolution. Growing a trained model
+    this way tests whether more capacity pays without starting the training over.
+    """
+    if blocks < len(model.dilations):
+        raise ValueError(f"a model with {len(model.dilations)} blocks cannot grow to {blocks}")
+    dilations = model.dilations + block_dilations(blocks)[len(model.dilations):]
+    grown = Denoiser(**{**model.config, "dilations": dilations})
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(int(key.split(".")[1]) >= len(model.dilations) for key in missing), missing
+    for block in grown.trunk_blocks[len(model.dilations):]:
+        nn.init.zeros_(block.mlp[-1].weight)
+        nn.init.zeros_(block.mlp[-1].bias)
+    grown.use_control = model.use_control
+    return grown
