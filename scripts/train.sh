@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The standing training run of the v2 denoiser (issue 20), then its export. Rerun it to resume: fit continues from
-# runs/v2e/last.pt, or, on a machine without runs/, from the committed weights-only snapshot stemclean-v2.pt.
+# runs/v2f/last.pt, or, on a machine without runs/, from the stage's committed weights-only snapshot.
 #   Stage 1 ran the ControlNet phases, trunk (stem only), control (trunk frozen), then joint; stages 2 and 3 (below)
 #   are long joint phases. The val set is scored every VAL_EVERY steps into the run's log.jsonl
-#   (python -m stemclean.train.curves runs/v2 runs/v2b runs/v2c runs/v2d runs/v2e plots them all).
+#   (python -m stemclean.train.curves runs/v2 runs/v2b runs/v2c runs/v2d runs/v2e runs/v2f plots them all).
 # The data come from scripts/make_data.sh. See docs/TRAINING.md for what each flag does and why.
 # THREADS=2: on a quiet machine two threads ran a step clearly faster than one, and bf16 autocast was no faster
 # (python -m stemclean.train.throughput -> benchmarks/results/throughput.json); rerun it on a new machine.
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
-RUN=${RUN:-runs/v2e}
+RUN=${RUN:-runs/v2f}
 # Stage 1 (runs/v2, plan trunk:150,control:150,joint:30000, stopped at joint step 2375) left the de-bleed gate shut:
 # its bias never moved from -5, where its gradient is under 1% of the signal. Stage 2 (runs/v2b, this script as of
 # commit cc9b18c) started from stage 1's last weights with the gate's bias reset to -2; its bleed rows rose, but over
@@ -32,17 +32,21 @@ RUN=${RUN:-runs/v2e}
 # Spleeter pairs, ladder and bleed. Stage 5 (runs/v2e) starts from stage 4's last weights and draws 80% of its
 # examples from the real recordings, three quarters of those their Spleeter pairs (60% of all examples; rendered
 # Spleeter pairs 15%), everything else as in stage 4. Its plan was joint:6000; at step 1480, with the real rows flat
-# at near-peak learning rate, it was cut to joint:3500, stage 4's length, so that it anneals within a session and ends
-# comparable with stage 4.
-PARENT=stemclean/models/stemclean-v2-stage4.pt
-SNAPSHOT=stemclean/models/stemclean-v2.pt
+# at near-peak learning rate, it was cut to joint:3500, stage 4's length, so that it annealed within a session and
+# ended comparable with stage 4 (stemclean/models/stemclean-v2-stage5.pt). Its real rows ended about where stage 4's
+# did: the share of real pairs was not the limit either.
+# Stage 6 (runs/v2f) asks whether size is: it starts from stage 5's last weights grown from 6 to 9 blocks per branch
+# (fit --grow-blocks; the new blocks start as the identity, so it starts where stage 5 ended), with stage 5's data
+# and schedule. If its real rows end clearly above stages 4 and 5, capacity was the limit.
+PARENT=stemclean/models/stemclean-v2-stage5.pt
+SNAPSHOT=stemclean/models/stemclean-v2-stage6.pt
 
 if [ -e "$RUN/last.pt" ]; then
     init=()
 elif [ -e "$SNAPSHOT" ]; then
     init=(--resume-weights "$SNAPSHOT")
 else
-    init=(--init "$PARENT")
+    init=(--init "$PARENT" --grow-blocks 9)
 fi
 python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:3500 --lr 3e-4 \
     --segment-seconds 4 --batch-size 4 \
