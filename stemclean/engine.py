@@ -22,7 +22,7 @@ from typing import TypeVar
 import numpy as np
 import onnxruntime as ort
 
-from stemclean import audio, schedule, spectral
+from stemclean import audio, interrupts, schedule, spectral
 from stemclean.audio import AudioError, Blocks, Source
 from stemclean.stems import STEM_TYPES, stem_index
 
@@ -126,7 +126,11 @@ class Model:
         running: deque = deque()
         try:
             for item in items:
-                running.append(self._pool.submit(work, item))
+                # Held: the pool may start a thread here, and a stop signal between the thread's start and the pool's
+                # note of it left a thread that the interpreter's exit then waited on forever. Started with the
+                # signals blocked, the thread also never takes one, so they reach the main thread and stop it at once.
+                with interrupts.deferred():
+                    running.append(self._pool.submit(work, item))
                 if len(running) >= self.parallel:
                     yield running.popleft().result()
             while running:
