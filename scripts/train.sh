@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The standing training run of the v2 denoiser (issue 20), then its export. Rerun it to resume: fit continues from
-# runs/v2f/last.pt, or, on a machine without runs/, from the stage's committed weights-only snapshot.
+# runs/v2g/last.pt, or, on a machine without runs/, from the stage's committed weights-only snapshot.
 #   Stage 1 ran the ControlNet phases, trunk (stem only), control (trunk frozen), then joint; stages 2 and 3 (below)
 #   are long joint phases. The val set is scored every VAL_EVERY steps into the run's log.jsonl
-#   (python -m stemclean.train.curves runs/v2 runs/v2b runs/v2c runs/v2d runs/v2e runs/v2f plots them all).
+#   (python -m stemclean.train.curves runs/v2 runs/v2b runs/v2c runs/v2d runs/v2e runs/v2f runs/v2g plots them all).
 # The data come from scripts/make_data.sh. See docs/TRAINING.md for what each flag does and why.
 # THREADS=2: on a quiet machine two threads ran a step clearly faster than one, and bf16 autocast was no faster
 # (python -m stemclean.train.throughput -> benchmarks/results/throughput.json); rerun it on a new machine.
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
-RUN=${RUN:-runs/v2f}
+RUN=${RUN:-runs/v2g}
 # Stage 1 (runs/v2, plan trunk:150,control:150,joint:30000, stopped at joint step 2375) left the de-bleed gate shut:
 # its bias never moved from -5, where its gradient is under 1% of the signal. Stage 2 (runs/v2b, this script as of
 # commit cc9b18c) started from stage 1's last weights with the gate's bias reset to -2; its bleed rows rose, but over
@@ -38,15 +38,20 @@ RUN=${RUN:-runs/v2f}
 # Stage 6 (runs/v2f) asks whether size is: it starts from stage 5's last weights grown from 6 to 9 blocks per branch
 # (fit --grow-blocks; the new blocks start as the identity, so it starts where stage 5 ended), with stage 5's data
 # and schedule. If its real rows end clearly above stages 4 and 5, capacity was the limit.
+# It ended at 3500 (stemclean/models/stemclean-v2-stage6.pt) with its real rows where stage 5's ended: capacity was
+# not the limit either (docs/TRAINING.md, "Stage 6"). Stage 7 (runs/v2g) goes back to stage 5's 6-block weights and
+# stage 5's recipe, on a real-recordings corpus that now has every training mix's Spleeter pair and is being grown
+# from 10 to 16 hours of mixes (realcorpus --hours 14; the sampler picks up new mixes as they land). If its real rows
+# end clearly above stage 5's, the number of real mixes was the limit.
 PARENT=stemclean/models/stemclean-v2-stage5.pt
-SNAPSHOT=stemclean/models/stemclean-v2-stage6.pt
+SNAPSHOT=stemclean/models/stemclean-v2-stage7.pt
 
 if [ -e "$RUN/last.pt" ]; then
     init=()
 elif [ -e "$SNAPSHOT" ]; then
     init=(--resume-weights "$SNAPSHOT")
 else
-    init=(--init "$PARENT" --grow-blocks 9)
+    init=(--init "$PARENT")
 fi
 python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:3500 --lr 3e-4 \
     --segment-seconds 4 --batch-size 4 \
