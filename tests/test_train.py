@@ -271,10 +271,10 @@ def test_sampler_draws_additive_bleed_at_the_documented_levels(tiny_corpus):
         assert np.allclose(example.mix, example.clean + (example.mix - example.clean))  # exact sum of the sources
 
 
-def _write_recordings(root, split: str, rng, estimate) -> None:
+def _write_recordings(root, split: str, rng, estimate, index: int = 0) -> None:
     """One mix of a real-recordings corpus in realcorpus's layout (a high tone as vocals, a low one as accompaniment),
     with ``estimate(stems, name)`` as its Spleeter output."""
-    entry = {"id": f"real-{split}-0000", "split": split, "duration_s": 2.0,
+    entry = {"id": f"real-{split}-{index:04d}", "split": split, "duration_s": 2.0,
              "vocals": {"mode": "sung", "group": "a"}, "accompaniment": {"group": "b"}}
     stems = {"vocals": _tone(3000, 2, rng), "accompaniment": _tone(150, 2, rng)}
     for folder, samples_of in ((root / "corpus" / split / entry["id"], lambda name: stems[name]),
@@ -406,3 +406,18 @@ def test_sampler_draws_real_recordings_with_their_spleeter_pairs(tiny_corpus, tm
         tones = {round(f * spectral.N_FFT / spectral.SAMPLE_RATE) for f in (3000, 150)}  # the two stems' bins
         peaks = {int(np.argmax(np.abs(x).sum(axis=(0, 2)))) for x in (example.clean, example.mix - example.clean)}
         assert peaks == tones, "the mixture is the drawn stem plus the other one"
+
+
+def test_sampler_can_draw_from_the_first_real_mixes_alone(tiny_corpus, tmp_path):
+    """The overfit sweep's --real-mixes N: only the first N separated mixes by id are drawn, pairs or remixes."""
+    root = tmp_path / "real"
+    for index, share in ((1, 0.25), (0, 0.5)):  # written out of id order
+        _write_recordings(root, "train", np.random.default_rng(index), lambda stems, name: share * stems[name], index)
+    for real_mixes, shares in ((1, {0.5}), (None, {0.5, 0.25})):
+        sampler = sampling.CorpusSampler(tiny_corpus, None, "train", seed=7, real_fraction=1.0, segment_seconds=1.0,
+                                         recordings=root, recordings_fraction=1.0, real_mixes=real_mixes)
+        drawn = set()
+        for _ in range(16):
+            example = sampler.draw()
+            drawn.add(round(float(np.abs(example.damaged).sum() / np.abs(example.clean).sum()), 2))
+        assert drawn == shares

@@ -185,6 +185,8 @@ def main(
                                               "exist: their Spleeter pairs (--real-fraction of those) or their stems "
                                               "damaged and remixed like the rendered ones."),
     songs: str = typer.Option(None, help="Train on these comma-separated song ids alone (the overfit check)."),
+    real_mixes: int = typer.Option(None, help="Draw real recordings from the first N train mixes (by id) that have "
+                                   "Spleeter pairs alone: the overfit sweep over how many real mixes a run fits."),
     resume_weights: Path = typer.Option(None, help="Without RUN/last.pt, resume this run from a weights-only "
                                         "snapshot (see --snapshot): same plan position, fresh optimizer state."),
     snapshot: Path = typer.Option(None, help="Also write a weights-only copy of every checkpoint here, small enough "
@@ -234,7 +236,7 @@ def main(
                             real_fraction=real_fraction, stereo=model.stereo, bleed_fraction=bleed_fraction,
                             segment_seconds=segment_seconds, songs=tuple(songs.split(",")) if songs else None,
                             recordings=recordings, recordings_fraction=recordings_fraction,
-                            level_cache=run / "levels.jsonl")
+                            level_cache=run / "levels.jsonl", real_mixes=real_mixes)
     examples_per_step = batch_size // 2 if model.stereo else batch_size
     batches = iter(torch.utils.data.DataLoader(BatchStream(sampler, examples_per_step), batch_size=None,
                                                num_workers=workers, prefetch_factor=4 if workers else None,

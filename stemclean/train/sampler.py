@@ -90,11 +90,12 @@ class CorpusSampler:
     def __init__(self, corpus: Path, spleeter: Path | None, split: str, seed: int, real_fraction: float = 0.3,
                  clean_fraction: float = 0.05, stereo: bool = False, bleed_fraction: float = 0.0,
                  segment_seconds: float = 2.0, songs: tuple[str, ...] | None = None, recordings: Path | None = None,
-                 recordings_fraction: float = 0.0, level_cache: Path | None = None):
+                 recordings_fraction: float = 0.0, level_cache: Path | None = None, real_mixes: int | None = None):
         self.corpus, self.spleeter_root, self.split, self.stereo = corpus, spleeter, split, stereo
         # real voices over real music (stemclean.train.realcorpus), drawn this share of the time when there are any
         self.recordings_root, self.recordings_fraction = recordings, recordings_fraction
         self.only = songs  # draw from these songs alone (the overfit check); None: every song of the split
+        self.real_mixes = real_mixes  # the first N separated real mixes alone (the overfit sweep); None: all
         self.rng = np.random.default_rng(seed)
         self.real_fraction, self.clean_fraction, self.bleed_fraction = real_fraction, clean_fraction, bleed_fraction
         self.segment = int(segment_seconds * spectral.SAMPLE_RATE)
@@ -118,6 +119,8 @@ class CorpusSampler:
         self.recordings = (realcorpus.load_pairs(recordings, self.split)
                            if recordings and (recordings / "corpus" / "manifest.json").exists() and not self.only else [])
         self.separated = [pair for pair in self.recordings if pair["spleeter_vocals"] is not None]
+        if self.real_mixes is not None:  # by id, as validate picks its real cases, so it scores what was fitted
+            self.separated = self.recordings = sorted(self.separated, key=lambda p: p["id"])[:self.real_mixes]
 
     def runtime_level(self, song: Path, stem: str) -> float:
         """The level the engine's spectral estimate gives this whole Spleeter file, memoised.
