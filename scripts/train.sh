@@ -3,15 +3,16 @@
 # runs/v2g/last.pt, or, on a machine without runs/, from the stage's committed weights-only snapshot.
 #   Stage 1 ran the ControlNet phases, trunk (stem only), control (trunk frozen), then joint; stages 2 and 3 (below)
 #   are long joint phases. The val set is scored every VAL_EVERY steps into the run's log.jsonl
-#   (python -m stemclean.train.curves runs/v2 runs/v2b runs/v2c runs/v2d runs/v2e runs/v2f runs/v2g plots them all).
+#   (python -m stemclean.train.curves runs/v2 runs/v2b runs/v2c runs/v2d runs/v2e runs/v2f runs/v2g runs/v2h plots them all).
 # The data come from scripts/make_data.sh. See docs/TRAINING.md for what each flag does and why.
-# THREADS=2: on a quiet machine two threads ran a step clearly faster than one, and bf16 autocast was no faster
-# (python -m stemclean.train.throughput -> benchmarks/results/throughput.json); rerun it on a new machine.
+# THREADS=2: on a quiet machine two threads ran a step clearly faster than one (1.7x on the AMD EPYC machine of
+# 2026-12-06), and bf16 autocast gained 3% at two threads and 12% at one (python -m stemclean.train.throughput ->
+# benchmarks/results/throughput.json); rerun it on a new machine. Beside a data job on the other core, use THREADS=1.
 # The v1 recipe that made the shipped stemclean-v1 is this script as of commit bf13c04.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
-RUN=${RUN:-runs/v2g}
+RUN=${RUN:-runs/v2h}
 # Stage 1 (runs/v2, plan trunk:150,control:150,joint:30000, stopped at joint step 2375) left the de-bleed gate shut:
 # its bias never moved from -5, where its gradient is under 1% of the signal. Stage 2 (runs/v2b, this script as of
 # commit cc9b18c) started from stage 1's last weights with the gate's bias reset to -2; its bleed rows rose, but over
@@ -43,8 +44,14 @@ RUN=${RUN:-runs/v2g}
 # stage 5's recipe, on a real-recordings corpus that now has every training mix's Spleeter pair and is being grown
 # from 10 to 16 hours of mixes (realcorpus --hours 14; the sampler picks up new mixes as they land). If its real rows
 # end clearly above stage 5's, the number of real mixes was the limit.
+# Stage 7 stopped at joint step 925 (stemclean/models/stemclean-v2-stage7.pt, resumable with RUN=runs/v2g and that
+# snapshot) when the session's machine came up bare and the real corpus had to be made again. The overfit sweep on
+# real mixes (scripts/overfit_sweep.sh; docs/TRAINING.md, "Overfit sweep") then found the learning rate holding the
+# fit back: on 8 real mixes, 600 steps from stage 5's weights fitted 1.1 dB at a peak of 1e-3 against 0.7 dB at 3e-4.
+# Stage 8 (runs/v2h) is stage 5's recipe from stage 5's weights at a peak of 1e-3, over 2500 steps so that it anneals
+# within one session. If its real rows end clearly above stage 5's, the rate was the limit.
 PARENT=stemclean/models/stemclean-v2-stage5.pt
-SNAPSHOT=stemclean/models/stemclean-v2-stage7.pt
+SNAPSHOT=stemclean/models/stemclean-v2-stage8.pt
 
 if [ -e "$RUN/last.pt" ]; then
     init=()
@@ -53,7 +60,7 @@ elif [ -e "$SNAPSHOT" ]; then
 else
     init=(--init "$PARENT")
 fi
-python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:3500 --lr 3e-4 \
+python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:2500 --lr 1e-3 \
     --segment-seconds 4 --batch-size 4 \
     --real-fraction 0.75 --bleed-fraction 0.3 --recordings-fraction 0.8 --consistency 0.2 --bleed-weight 0.02 \
     --sdr-weight 1.0 --val-every "${VAL_EVERY:-100}" --save-every 25 --snapshot "$SNAPSHOT" --threads "$THREADS"
