@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from stemclean import audio, engine, spectral
-from stemclean.train import fit, sampler as sampling, validate
+from stemclean.train import curves, fit, sampler as sampling, validate
 from stemclean.train.degrade import add_leak
 from stemclean.train.export import export, load_checkpoint, parity_error, save_weights
 from stemclean.train.network import Denoiser, band_edges, bleed_evidence, deeper, with_stereo_inputs
@@ -421,3 +421,21 @@ def test_sampler_can_draw_from_the_first_real_mixes_alone(tiny_corpus, tmp_path)
             example = sampler.draw()
             drawn.add(round(float(np.abs(example.damaged).sum() / np.abs(example.clean).sum()), 2))
         assert drawn == shares
+
+
+def test_curves_read_a_runs_log_and_its_committed_val_records_alike(tmp_path):
+    """A fresh machine has no runs/: the val records kept under benchmarks/results/curves/ plot the same points."""
+    run = tmp_path / "v2x"
+    run.mkdir()
+    records = [{"step": 1, "loss": 1.0},
+               {"step": 2, "loss": 0.9, "val": {"real": 0.1}, "examples": 8, "wall_hours": 0.01},
+               {"step": 3, "loss": 0.8},
+               {"step": 4, "loss": 0.7, "val": {"real": 0.3}, "examples": 16, "wall_hours": 0.02}]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    kept = tmp_path / "v2x.jsonl"
+    kept.write_text("".join(json.dumps(r) + "\n" for r in records if "val" in r))
+    points = curves.val_points(run)
+    assert [p["real"] for p in points] == [0.1, 0.3] and [p["examples"] for p in points] == [8, 16]
+    assert curves.val_points(kept) == points
+    curves.plot([run, kept], tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 10_000

@@ -4,6 +4,10 @@ The curves decide model size, when to stop and whether a change helped (issue 20
 the runs' own logs (``fit --val-every``), never drawn by hand:
 
     python -m stemclean.train.curves runs/v2 runs/v2-small --out docs/img/learning_curves.png
+
+A run is its folder (its ``log.jsonl``) or a ``.jsonl`` file of its val records alone. ``runs/`` stays out of git and
+a new machine starts without it, so each stage's val records are also committed under ``benchmarks/results/curves/``
+(``grep '"val"' runs/v2h/log.jsonl > benchmarks/results/curves/v2h.jsonl``) and plotted from there.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ KINDS = {"spleeter": "real Spleeter pairs", "bleed": "additive bleed rows",
 def val_points(run: Path) -> list[dict]:
     """The run's val records, each with examples seen, training hours, and the mean ΔSI-SDR per kind."""
     points = []
-    for line in (run / "log.jsonl").read_text().splitlines():
+    for line in (run / "log.jsonl" if run.is_dir() else run).read_text().splitlines():
         record = json.loads(line)
         if "val" in record:
             points.append({"examples": record["examples"], "hours": record["wall_hours"], **record["val"]})
@@ -41,10 +45,10 @@ def plot(runs: list[Path], out: Path) -> None:
             medians = [p for p in have if kind in p.get("medians", {})]
             for col, x in enumerate(("examples", "hours")):
                 line, = axes[row][col].plot([p[x] for p in have], [p[kind] for p in have], marker=".",
-                                            label=f"{run.name} mean")
+                                            label=f"{run.stem} mean")
                 if medians:  # the val set is a few songs: the median shows what one outlier does to the mean
                     axes[row][col].plot([p[x] for p in medians], [p["medians"][kind] for p in medians], linestyle="--",
-                                        color=line.get_color(), label=f"{run.name} median")
+                                        color=line.get_color(), label=f"{run.stem} median")
     for row, title in enumerate(KINDS.values()):
         for col, xlabel in enumerate(("examples seen", "training hours (wall clock, 2-core machine)")):
             ax = axes[row][col]
