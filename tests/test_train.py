@@ -176,8 +176,8 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
                   blocks=2, time_stride=None, stereo=False, consistency=0.5, real_fraction=0.3, init=None,
                   bleed_weight=0.01, sdr_weight=0.01, save_every=2, threads=1, seed=0, evidence=False,
                   band_mix=False, segment_seconds=2.0, bleed_fraction=0.3, bf16=False, val_every=0, workers=0,
-                  resume_weights=None, snapshot=None, songs=None, recordings=None, recordings_fraction=0.0,
-                  gate_bias=None, grow_blocks=None)
+                  resume_weights=None, snapshot=None, songs=None, real_mixes=None, recordings=None,
+                  recordings_fraction=0.0, gate_bias=None, grow_blocks=None)
     fit.main(plan="trunk:2,control:2", **common)
     first = torch.load(run / "last.pt", weights_only=False)
     assert (first["phase_index"], first["phase_step"]) == (1, 2)
@@ -336,7 +336,7 @@ def test_a_weights_only_snapshot_resumes_the_run_on_a_machine_without_it(tiny_co
     common = dict(corpus=tiny_corpus, spleeter=tmp_path / "none", batch_size=2, lr=1e-3, width=8, blocks=2,
                   time_stride=2, stereo=False, consistency=0.0, real_fraction=0.0, init=None, bleed_weight=0.01,
                   sdr_weight=0.01, save_every=1, threads=1, seed=0, evidence=True, band_mix=True, segment_seconds=1.0,
-                  bleed_fraction=0.5, bf16=False, val_every=0, workers=0, songs=None, recordings=None,
+                  bleed_fraction=0.5, bf16=False, val_every=0, workers=0, songs=None, real_mixes=None, recordings=None,
                   recordings_fraction=0.0, gate_bias=None, grow_blocks=None)
     snapshot = tmp_path / "models" / "snapshot.pt"
     fit.main(run=tmp_path / "first", plan="trunk:2", resume_weights=None, snapshot=snapshot, **common)
