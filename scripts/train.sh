@@ -46,13 +46,14 @@ RUN=${RUN:-runs/v2g}
 # end clearly above stage 5's, the number of real mixes was the limit.
 # Stage 7 stopped at joint step 925 (stemclean/models/stemclean-v2-stage7.pt, resumable with RUN=runs/v2g and that
 # snapshot) when the session's machine came up bare and the real corpus had to be made again. The overfit sweep on
-# real mixes (scripts/overfit_sweep.sh; docs/TRAINING.md, "Overfit sweep") then found the learning rate holding the
-# fit back: on 8 real mixes, 600 steps from stage 5's weights fitted 1.1 dB at a peak of 1e-3 against 0.7 dB at 3e-4.
-# Stage 8 (runs/v2h) is stage 5's recipe from stage 5's weights at a peak of 1e-3, over 2500 steps so that it anneals
-# within one session. If its real rows end clearly above stage 5's, the rate was the limit.
-# It ended below stage 5 on the real val mixes (docs/TRAINING.md, "Stage 8"): the faster rate fits more but carries no
-# more to new mixes, so stage 7 (runs/v2g, 3e-4) is the standing run again, resumed from its snapshot while the
-# regenerated corpus's pairs land. (Stage 8 is this script's plan joint:2500 --lr 1e-3, RUN=runs/v2h, from stage 5.)
+# real mixes (scripts/overfit_sweep.sh; docs/TRAINING.md, "Overfit sweep on real mixes") then found the learning
+# rate holding the fit back: on 8 real mixes, 600 steps from stage 5's weights fitted 1.1 dB at a peak of 1e-3
+# against 0.7 dB at 3e-4. Stage 8 (runs/v2h) is stage 5's recipe from stage 5's weights at a peak of 1e-3, over 2500
+# steps so that it anneals within one session. If its real rows end clearly above stage 5's, the rate was the limit.
+# It ended below stage 5 on the real val mixes (docs/TRAINING.md, "Stage 7 paused, stage 8"): the faster rate fits
+# more but carries no more to new mixes, so stage 7 (runs/v2g, 3e-4) is the standing run again, resumed from its
+# snapshot while the regenerated corpus's pairs land. (Stage 8 is this script's plan joint:2500 --lr 1e-3,
+# RUN=runs/v2h, from stage 5.)
 PARENT=stemclean/models/stemclean-v2-stage5.pt
 SNAPSHOT=stemclean/models/stemclean-v2-stage7.pt
 

@@ -263,6 +263,12 @@ def load_pairs(root: Path | str, split: str) -> list[dict]:
     return pairs
 
 
+def first_separated(pairs: list[dict], count: int) -> list[dict]:
+    """The first ``count`` of ``pairs`` (from ``load_pairs``), by id, whose Spleeter estimates are made: the mixes
+    that validation scores and that an overfit sweep fits, chosen by one rule so the two always agree."""
+    return sorted((p for p in pairs if p["spleeter_vocals"] is not None), key=lambda p: p["id"])[:count]
+
+
 def _size_gb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e9 if folder.exists() else 0.0
 

@@ -119,8 +119,8 @@ class CorpusSampler:
         self.recordings = (realcorpus.load_pairs(recordings, self.split)
                            if recordings and (recordings / "corpus" / "manifest.json").exists() and not self.only else [])
         self.separated = [pair for pair in self.recordings if pair["spleeter_vocals"] is not None]
-        if self.real_mixes is not None:  # by id, as validate picks its real cases, so it scores what was fitted
-            self.separated = self.recordings = sorted(self.separated, key=lambda p: p["id"])[:self.real_mixes]
+        if self.real_mixes is not None:  # the mixes validate scores first, so it scores what was fitted
+            self.separated = self.recordings = realcorpus.first_separated(self.recordings, self.real_mixes)
 
     def runtime_level(self, song: Path, stem: str) -> float:
         """The level the engine's spectral estimate gives this whole Spleeter file, memoised.

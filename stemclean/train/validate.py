@@ -101,8 +101,7 @@ def val_cases(corpus: Path, spleeter: Path | None, seconds: float = VAL_SECONDS,
 
 def _real_val_pairs(recordings: Path, split: str) -> list[dict]:
     """The first REAL_MIXES ``split`` mixes of the real recordings, by id, whose Spleeter pairs are made."""
-    pairs = [p for p in realcorpus.load_pairs(recordings, split) if p["spleeter_vocals"] is not None]
-    return sorted(pairs, key=lambda p: p["id"])[:REAL_MIXES]
+    return realcorpus.first_separated(realcorpus.load_pairs(recordings, split), REAL_MIXES)
 
 
 def real_cases(recordings: Path, seconds: float = VAL_SECONDS, split: str = "val") -> list[Case]:
