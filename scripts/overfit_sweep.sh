@@ -8,6 +8,7 @@
 #   scripts/overfit_sweep.sh N    (resumable like any fit run; results in benchmarks/results/overfit-realN-*.json)
 # PARENT=scratch starts a new network of stage 5's shape instead (as scripts/overfit_check.sh does), LR sets the peak
 # learning rate and TAG names the run and results, to tell whether the parent's weights or the rate hold the fit back.
+# WIDTH (scratch only, default stage 5's 48) asks whether the features per band hold the fit back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:?usage: scripts/overfit_sweep.sh N, the number of real train mixes to fit (at least 8)}
@@ -16,7 +17,7 @@ TAG=${TAG:-real$N}
 RUN=${RUN:-runs/overfit-$TAG}
 PARENT=${PARENT:-stemclean/models/stemclean-v2-stage5.pt}
 if [ "$PARENT" = scratch ]; then
-    init=(--width 48 --blocks 6 --time-stride 2 --evidence --band-mix)
+    init=(--width "${WIDTH:-48}" --blocks 6 --time-stride 2 --evidence --band-mix)
 else
     init=(--init "$PARENT")
 fi
