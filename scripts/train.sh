@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
-RUN=${RUN:-runs/v2i}
+RUN=${RUN:-runs/v2j}
 # Stage 1 (runs/v2, plan trunk:150,control:150,joint:30000, stopped at joint step 2375) left the de-bleed gate shut:
 # its bias never moved from -5, where its gradient is under 1% of the signal. Stage 2 (runs/v2b, this script as of
 # commit cc9b18c) started from stage 1's last weights with the gate's bias reset to -2; its bleed rows rose, but over
@@ -60,8 +60,12 @@ RUN=${RUN:-runs/v2i}
 # are where issue 20's targets are nearest. Stage 9 (runs/v2i) starts from stage 7's last weights with additive bleed
 # at 30% of the examples instead of about 8% (real pairs 30% instead of 60%, rendered Spleeter pairs 20%), over 2500
 # steps. If its bleed rows end clearly above stage 7's and its real rows hold, the share was the bleed rows' limit.
-PARENT=stemclean/models/stemclean-v2-stage7.pt
-SNAPSHOT=stemclean/models/stemclean-v2-stage9.pt
+# It ended at 2500 (stemclean-v2-stage9.pt) with its bleed rows about twice stage 7's and its real rows within a few
+# hundredths of a dB of them (docs/TRAINING.md, "Stage 9"). The bleed rows levelled off as the rate annealed, so stage 10
+# (runs/v2j) continues from stage 9's last weights with the same recipe over a longer plan, joint:6000: if they climb
+# again at the higher rate, steps were their limit; if they stay level, the recipe is spent.
+PARENT=stemclean/models/stemclean-v2-stage9.pt
+SNAPSHOT=stemclean/models/stemclean-v2-stage10.pt
 
 if [ -e "$RUN/last.pt" ]; then
     init=()
@@ -70,7 +74,7 @@ elif [ -e "$SNAPSHOT" ]; then
 else
     init=(--init "$PARENT")
 fi
-python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:2500 --lr 3e-4 \
+python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:6000 --lr 3e-4 \
     --segment-seconds 4 --batch-size 4 \
     --real-fraction 0.5 --bleed-fraction 0.6 --recordings-fraction 0.6 --consistency 0.2 --bleed-weight 0.02 \
     --sdr-weight 1.0 --val-every "${VAL_EVERY:-100}" --save-every 25 --snapshot "$SNAPSHOT" --threads "$THREADS"
