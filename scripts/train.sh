@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The standing training run of the v2 denoiser (issue 20), then its export. Rerun it to resume: fit continues from
-# runs/v2g/last.pt, or, on a machine without runs/, from the stage's committed weights-only snapshot.
+# $RUN/last.pt (runs/v2j, stage 10), or, on a machine without runs/, from the stage's committed weights-only snapshot.
 #   Stage 1 ran the ControlNet phases, trunk (stem only), control (trunk frozen), then joint; stages 2 and 3 (below)
 #   are long joint phases. The val set is scored every VAL_EVERY steps into the run's log.jsonl
-#   (python -m stemclean.train.curves runs/v2g benchmarks/results/curves/*.jsonl plots them; runs/ is not kept).
+#   (python -m stemclean.train.curves runs/v2j benchmarks/results/curves/*.jsonl plots them; runs/ is not kept).
 # The data come from scripts/make_data.sh. See docs/TRAINING.md for what each flag does and why.
 # THREADS=2: on a quiet machine two threads ran a step clearly faster than one (1.7x on the AMD EPYC machine of
 # 2026-12-06), and bf16 autocast gained 3% at two threads and 12% at one (python -m stemclean.train.throughput ->
