@@ -252,6 +252,15 @@ def estimate_level(stem: Source, mix: Source) -> float:
     return float(np.sum(weights * schedule.level_for_coherence(coherences)) / np.sum(weights))
 
 
+def spectrum_level(stem_spec: np.ndarray, mix_spec: np.ndarray) -> float:
+    """The start level :func:`estimate_level` gives a float file of one chunk or less, from its spectra at the model's
+    hop (LEVEL_HOP keeps every fourth of the same frames). Training conditions its synthetic bleed on this, as it
+    conditions real pairs on the engine's estimate: the model is told at training what the engine will tell it."""
+    stride = LEVEL_HOP // spectral.HOP_LENGTH
+    coherence, _ = schedule.coherence_evidence(stem_spec[..., ::stride], mix_spec[..., ::stride])
+    return float(schedule.level_for_coherence(coherence))
+
+
 def plan_levels(steps: int | str, start_level: float) -> list[float]:
     """The sampler's levels: ``auto`` spends steps only where the input needs them; ``n`` runs exactly ``n``."""
     if steps == "auto":

@@ -271,3 +271,18 @@ def test_start_level_sees_delayed_filtered_bleed_and_still_passes_clean_stems():
 
     assert level(true_stem) < schedule.CLEAN_FLOOR
     assert level(true_stem + leak) > 2 * schedule.CLEAN_FLOOR
+
+
+def test_the_level_training_conditions_on_is_the_engines_estimate():
+    """Training tells the model the start level the engine will estimate at run time: from the spectra of one chunk
+    of stereo bleed it must be the same number, at every share of bleed."""
+    rng = np.random.default_rng(3)
+    true_stem, others = (0.1 * rng.standard_normal((2, 2, 5 * 44100))).astype(np.float32)
+    mix = true_stem + others
+    levels = []
+    for share in (0.0, 0.1, 0.3):
+        stem = true_stem + share * others
+        from_files = engine.estimate_level(audio.array_source(stem, 44100), audio.array_source(mix, 44100))
+        assert engine.spectrum_level(spectral.stft(stem), spectral.stft(mix)) == pytest.approx(from_files, abs=1e-9)
+        levels.append(from_files)
+    assert levels[0] < schedule.CLEAN_FLOOR < levels[1] < levels[2] < 1.0

@@ -4,7 +4,9 @@ Three kinds of example, mixed by share:
 
 - **real**: a Spleeter output with its song's true mixture and true stem (the ground truth that matters most);
 - **bleed**: the true stem plus a fixed-filter leak of other sources (:func:`degrade.random_leak_spec`), the case a
-  least-squares de-bleed solves and a separator's mask does not produce;
+  least-squares de-bleed solves and a separator's mask does not produce. It is conditioned on the engine's start-level
+  estimate, as real pairs are: at the level its error implies, the engine's reading differed by up to 0.2 and the
+  model's gain fell by several dB;
 - **ladder**: the true stem through the artifact ladder at a random level.
 
 Bleed and ladder examples are remixed (issue 20): the other sources come from a different song than the target stem
@@ -23,7 +25,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from stemclean import audio, engine, schedule, spectral
+from stemclean import audio, engine, spectral
 from stemclean.stems import stem_index
 from stemclean.train.corpus import load_manifest
 from stemclean.train import realcorpus
@@ -55,13 +57,6 @@ def parts_of(stem: str) -> tuple[str, ...]:
 def others_of(stem: str) -> tuple[str, ...]:
     """The corpus stems that make up everything but ``stem``."""
     return tuple(name for name in CORPUS_STEMS if name not in parts_of(stem))
-
-
-def level_of(damaged: np.ndarray, clean: np.ndarray) -> float:
-    """The ladder level that the damage's signal-to-error ratio implies (spectra; Parseval makes it the waveforms')."""
-    error = float(np.vdot(damaged - clean, damaged - clean).real)
-    signal = float(np.vdot(clean, clean).real)
-    return float(schedule.level_for_sdr(10.0 * np.log10(max(signal, 1e-12) / max(error, 1e-12))))
 
 
 def _read_levels(cache: Path | None) -> dict[tuple[str, str], float]:
@@ -206,7 +201,7 @@ class CorpusSampler:
         mix_spec = clean_spec + other_spec
         if rng.random() < self.bleed_fraction:
             damaged_spec = random_leak_spec(clean_spec, other_spec, rng)
-            return Example(damaged_spec, mix_spec, clean_spec, level_of(damaged_spec, clean_spec), label)
+            return Example(damaged_spec, mix_spec, clean_spec, engine.spectrum_level(damaged_spec, mix_spec), label)
         if rng.random() < self.clean_fraction:
             return Example(clean_spec, mix_spec, clean_spec, 0.0, label)
         level = float(rng.random())

@@ -3,8 +3,8 @@
 It mirrors the benchmark's cases on the val split (never test): each val song's real Spleeter vocals and
 accompaniment, three additive-bleed rows made from the song's own stems, and, where the real-recordings corpus is
 made, the Spleeter pairs of its first val mixes (real voices over real music: the kind of material users bring).
-One excerpt per song and case, channel 0, one sampler step at the level the case implies, scored as ΔSI-SDR against
-the true stem. It is a cheap proxy for ``benchmarks.quality --split val``, cheap enough to run every few hundred steps
+One excerpt per song and case, channel 0, one sampler step at the start level the engine estimates, scored as ΔSI-SDR
+against the true stem. It is a cheap proxy for ``benchmarks.quality --split val``, cheap enough to run every few hundred steps
 of a long run. ``python -m stemclean.train.validate CHECKPOINT`` scores one checkpoint the same way.
 """
 
@@ -27,7 +27,7 @@ from stemclean.train.corpus import load_manifest
 from stemclean.train.degrade import add_leak
 from stemclean.train.export import load_checkpoint
 from stemclean.train.metrics import si_sdr
-from stemclean.train.sampler import level_of, others_of, parts_of
+from stemclean.train.sampler import others_of, parts_of
 from stemclean.train.separators import SPLEETER_STEMS
 
 VAL_SECONDS = 6.0
@@ -94,7 +94,7 @@ def val_cases(corpus: Path, spleeter: Path | None, seconds: float = VAL_SECONDS,
             if _energy(clean) < _SILENT_SHARE * _energy(mix):  # SI-SDR needs a stem that plays
                 continue
             damaged = add_leak(clean, stems(others_of(stem)), ratio_db, delay, cutoff)
-            cases.append(Case(entry["id"], "bleed", row, damaged, mix, clean, level_of(damaged, clean),
+            cases.append(Case(entry["id"], "bleed", row, damaged, mix, clean, engine.spectrum_level(damaged, mix),
                               stem_index(stem)))
     return cases
 
