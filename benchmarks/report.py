@@ -226,7 +226,9 @@ def page(results_dir: Path = RESULTS) -> str:
         f"Regenerate every number and plot with:\n\n```\n{REGENERATE}\n```",
         "",
         "It reruns each section's benchmark with the command the section prints. The test split's sections, first, "
-        "only report; the val split's sections, after them, are the numbers that choices are made on.",
+        "only report; the val split's sections, after them, are the numbers that choices are made on. "
+        "Times, rates and memory peaks depend on the machine and on what else runs on it: they reproduce only on the "
+        "machine a section names, unloaded. The other numbers reproduce to the printed digit from the same corpus.",
         "",
         f"Commit `{CORPUS_CHANGED[0]}` {CORPUS_CHANGED[1]}; a section measured at an earlier commit used the "
         "corpus from before it, and its numbers are not comparable with the others.",
