@@ -132,11 +132,15 @@ def test_speakers_soundtracks_and_melodies_never_cross_splits(tiny):
     assert not (groups["val"] & groups["test"])
     melody_split = {line["song"]: line["split"] for line in json.loads((out / "melodies.json").read_text())}
     for entry in entries.values():
-        used = entry["vocals"]["clips"] + [entry["accompaniment"]["file"]]
+        used = [clip["file"] for clip in entry["vocals"]["clips"]] + [entry["accompaniment"]["file"]]
         assert {split_of_file[f] for f in used} == {entry["split"]}
         if entry["vocals"]["mode"] == "sung":
             assert melody_split[entry["vocals"]["melody"]] == entry["split"]
-        assert entry["vocals"]["licence"] and entry["accompaniment"]["licence"]
+        package_of_file = {(r["path"] + (":" + r["member"] if r["member"] else "")): r["package"] for r in rows}
+        for clip in entry["vocals"]["clips"]:
+            assert clip["package"] == package_of_file[clip["file"]]
+            assert clip["licence"] == recordings.PACKAGES[clip["package"]].licence
+        assert entry["accompaniment"]["licence"]
 
 
 def test_a_second_run_skips_finished_mixes(tiny):
@@ -299,3 +303,23 @@ def test_contour_glides_between_notes_and_swings_with_vibrato():
     assert pitch[held].max() == pytest.approx(60.5, abs=0.05) and pitch[held].min() == pytest.approx(59.5, abs=0.05)
     at_change = pitch[(times > 0.97) & (times < 1.03)]
     assert 60.3 < at_change.mean() < 63.7  # a glide, not a jump
+
+
+def test_a_per_file_licence_comes_from_its_files_paragraph(tmp_path, monkeypatch):
+    """ufoai-music and gcin-voice license their files differently; the manifest must name each file's licence."""
+    (tmp_path / "copyright").write_text(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+        "Files: *\nCopyright: 2010 Someone\nLicense: GPL-2+\n\n"
+        "Files: base/music/theme.ogg\n base/music/battle.ogg\nCopyright: 2011 A Composer\nLicense: CC-BY-SA-3.0\n")
+    monkeypatch.setattr(recordings.Package, "copyright", property(lambda self: str(tmp_path / "copyright")))
+    per_track = recordings.Package("soundtrack", recordings.MUSIC, "GPL-2+ or CC-BY-SA-3.0 (per track)", list,
+                                   source_path=lambda r: f"base/{r.member}")
+    archive = "/usr/share/games/soundtrack/music.pk3"
+
+    def licence(member: str, package: recordings.Package = per_track) -> str:
+        return recordings.licence_of(recordings.Recording("soundtrack", archive, "soundtrack", member), package)
+
+    assert licence("music/battle.ogg") == "CC-BY-SA-3.0"
+    assert licence("music/credits.ogg") == "GPL-2+"
+    whole = recordings.Package("soundtrack", recordings.MUSIC, "GPL-2+", list)  # one licence: the file is not read
+    assert licence("music/battle.ogg", whole) == "GPL-2+"

@@ -198,9 +198,6 @@ def build(out: Path, hours: float = DEFAULT_HOURS, seed: int = 0, packages: list
                 progress.advance(task)
                 continue
             corpus.write_folder(folder / split / mix_id, stems, EXT, SUBTYPE)
-            for part in ("vocals", "accompaniment"):
-                package = recordings.PACKAGES.get(info[part]["package"])
-                info[part]["licence"] = package.licence if package else "rendered: see the corpus manifest"
             info.update(id=mix_id, split=split, render_s=round(time.perf_counter() - began, 2))
             entries[mix_id] = info
             _write_manifest(folder, entries, seed)

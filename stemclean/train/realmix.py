@@ -60,7 +60,7 @@ def excerpt(tracks: list[Clip], length: int, rng: np.random.Generator) -> tuple[
         if 20 * np.log10(mixing.rms(cut) + 1e-12) > _QUIET_EXCERPT_DB:
             break
     info = {"package": track.recording.package, "group": track.recording.group, "file": track.recording.name,
-            "offset_s": round(start_s, 3)}
+            "offset_s": round(start_s, 3), "licence": recordings.licence_of(track.recording)}
     return _fade(cut), info
 
 
@@ -126,7 +126,8 @@ def vocal_line(clips: list[Clip], lines: list[dict], length: int, rng: np.random
             continue
         level = 10 ** (rng.uniform(-_PHRASE_LEVEL_DB, _PHRASE_LEVEL_DB) / 20) / mixing.rms(phrase)
         voice[cursor:cursor + phrase.shape[0]] = phrase * np.float32(level)
-        used.append(clip.recording.name)
+        used.append({"file": clip.recording.name, "package": clip.recording.package,
+                     "licence": recordings.licence_of(clip.recording)})
         errors.append(error)
         offset = (offset + melody_s + rng.uniform(*_GAP_S)) % max(melody.seconds, 1e-3) if melody else 0.0
         pause = rng.uniform(*_BREAK[1:]) if rng.random() < _BREAK[0] else rng.uniform(*_GAP_S)
@@ -165,7 +166,8 @@ def render_over_song(speaker: list[Clip], song: Path, line: dict, rng: np.random
     if len(notes) < 2:
         raise RuntimeError(f"no sung notes in the excerpt of {song.name} at {seconds:.0f} s")
     voice, vocal_info = vocal_line(speaker, [{**line, "notes": notes}], length, rng, in_time=True)
-    music = {"package": "rendered corpus", "group": song.name, "file": str(song), "offset_s": round(seconds, 3)}
+    music = {"package": "rendered corpus", "group": song.name, "file": str(song), "offset_s": round(seconds, 3),
+             "licence": "rendered: see the corpus manifest"}
     return _mix(speaker, voice, vocal_info, _fade(accompaniment.astype(np.float32)), music, rng)
 
 
@@ -173,7 +175,8 @@ def _mix(speaker: list[Clip], voice: np.ndarray, vocal_info: dict, accompaniment
          rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict]:
     """The vocal chain and pan on ``voice``, the drawn vocal-to-accompaniment ratio and loudness; the two stems and
     the manifest entry."""
-    vocal_info = {"package": speaker[0].recording.package, "group": speaker[0].recording.group, **vocal_info}
+    # a speaker group may span packages (one language's volunteers): each clip records its own package and licence
+    vocal_info = {"group": speaker[0].recording.group, **vocal_info}
     position = float(rng.uniform(-0.3, 0.3))
     vocals = mixing.stem_chain(rng, "vocals")(mixing.pan(voice, position), SAMPLE_RATE, reset=True).astype(np.float32)
     var_db = float(rng.uniform(*VAR_DB))

@@ -14,6 +14,7 @@ Drascula's raw unsigned 8-bit speech at 11025 Hz.
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import zipfile
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
+from debian.copyright import Copyright, Error as CopyrightError
 
 from stemclean.spectral import SAMPLE_RATE
 
@@ -50,16 +52,40 @@ class Recording:
 
 @dataclass(frozen=True)
 class Package:
-    """A Debian package of real recordings: its role, licence (from its copyright file) and how to list its files."""
+    """A Debian package of real recordings: its role, licence (from its copyright file) and how to list its files.
+
+    Where the licence differs from file to file, ``source_path`` maps a recording to its path in the package's source
+    tree, the path that the copyright file's ``Files:`` lines name, and :func:`licence_of` looks it up there.
+    """
 
     name: str
     role: str
     licence: str
     find: Callable[[], list[Recording]]
+    source_path: Callable[[Recording], str] | None = None
 
     @property
     def copyright(self) -> str:
         return f"/usr/share/doc/{self.name}/copyright"
+
+
+@functools.cache
+def _copyright(path: str) -> Copyright | None:
+    """The machine-readable (DEP-5) copyright file at ``path``; None where it is missing or in free form."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return Copyright(f, strict=False)
+    except (OSError, CopyrightError):
+        return None
+
+
+def licence_of(recording: Recording, package: Package | None = None) -> str:
+    """The licence of one recording: its ``Files:`` paragraph's where the package's licence varies per file (python-
+    debian applies DEP-5's rule, the last matching paragraph wins), else the package's."""
+    package = package or PACKAGES[recording.package]
+    copyright = _copyright(package.copyright) if package.source_path else None
+    paragraph = copyright.find_files_paragraph(package.source_path(recording)) if copyright else None
+    return paragraph.license.synopsis if paragraph is not None and paragraph.license else package.licence
 
 
 def _language(code: str) -> str:
@@ -129,10 +155,12 @@ PACKAGES = {p.name: p for p in (
     Package("ktuberling-data", SPEECH, "GPL-2+", _ktuberling),
     Package("drascula", SPEECH, "Drascula-License (free redistribution)", _drascula),
     Package("gcin-voice", SPEECH, "GPL-3 or LGPL-3, CC-BY-3 (per file)",
-            lambda: _files("gcin-voice", "usr/share/gcin-voice/ogg/*/*.ogg", lambda p: "gcin-voice")),
+            lambda: _files("gcin-voice", "usr/share/gcin-voice/ogg/*/*.ogg", lambda p: "gcin-voice"),
+            source_path=lambda r: str(Path(r.path).relative_to("/usr/share/gcin-voice"))),
     Package("warzone2100-music", MUSIC, "GPL-2+", _soundtrack("warzone2100-music", "usr/share/games/warzone2100/**/*.opus")),
     Package("ufoai-music", MUSIC, "GPL-2, GPL-2+, CC-BY-3.0, CC-BY-SA-3.0 or public domain (per track)",
-            lambda: _archive("ufoai-music", "/usr/share/games/ufoai/base/0music.pk3", "music/")),
+            lambda: _archive("ufoai-music", "/usr/share/games/ufoai/base/0music.pk3", "music/"),
+            source_path=lambda r: f"base/{r.member}"),
     Package("wesnoth-1.16-music", MUSIC, "GPL-2+",
             _soundtrack("wesnoth-1.16-music", "usr/share/games/wesnoth/1.16/data/core/music/*.ogg")),
     Package("nexuiz-music", MUSIC, "GPL-2+",
