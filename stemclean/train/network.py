@@ -130,13 +130,17 @@ def bleed_evidence(s: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torc
 def _evidence(cross: torch.Tensor, power_s: torch.Tensor, power_r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`bleed_evidence` from the per-bin products the input features have already computed."""
     # One window sum over all four channels: each sum is a handful of full-resolution ops whatever its channel count.
-    sums = _local_sum(torch.cat([cross, power_s, power_r], dim=1))
-    # clamped: the running sums' rounding can leave a hair below zero in a silent stretch after a loud one
+    # In float64: a float32 running sum's rounding, about 1e-7 of the running total, swamped the small windows above
+    # Spleeter's 11 kHz cut and in quiet stretches, where the coherence then read up to 1e19 (it is at most 1). A third
+    # to half of a real pair's bins were such outliers, and the control branch's input norm scaled every other
+    # feature down to almost nothing.
+    sums = _local_sum(torch.cat([cross, power_s, power_r], dim=1).double())
+    # clamped: rounding can still leave a hair below zero in a silent stretch after a loud one
     cross, power = sums[:, :2], torch.clamp(sums[:, 2:], min=0.0)
     power_s, power_r = power[:, 0:1], power[:, 1:2]
     gain = torch.clamp(cross[:, 0:1] / (power_r + _EPS**2), 0.0, _MAX_DEBLEED_GAIN)
-    coherence = (cross * cross).sum(1, keepdim=True) / (power_s * power_r + _EPS**4)
-    return gain, coherence
+    coherence = torch.clamp((cross * cross).sum(1, keepdim=True) / (power_s * power_r + _EPS**4), max=1.0)
+    return gain.float(), coherence.float()
 
 
 def _complex_features(stem: torch.Tensor, mix: torch.Tensor, resid: torch.Tensor, stereo: bool,
