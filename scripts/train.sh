@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The standing training run of the v2 denoiser (issue 20), then its export. Rerun it to resume: fit continues from
-# $RUN/last.pt (runs/v2k, stage 11), or, on a machine without runs/, from the stage's committed weights-only snapshot.
+# $RUN/last.pt (runs/v2l, stage 12), or, on a machine without runs/, from the stage's committed weights-only snapshot.
 #   Stage 1 ran the ControlNet phases, trunk (stem only), control (trunk frozen), then joint; stages 2 and 3 (below)
 #   are long joint phases. The val set is scored every VAL_EVERY steps into the run's log.jsonl
-#   (python -m stemclean.train.curves runs/v2k benchmarks/results/curves/*.jsonl plots them; runs/ is not kept).
+#   (python -m stemclean.train.curves runs/v2l benchmarks/results/curves/*.jsonl plots them; runs/ is not kept).
 # The data come from scripts/make_data.sh. See docs/TRAINING.md for what each flag does and why.
 # THREADS=2: on a quiet machine two threads ran a step clearly faster than one (1.7x on the AMD EPYC machine of
 # 2026-12-06), and bf16 autocast gained 3% at two threads and 12% at one (python -m stemclean.train.throughput ->
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
-RUN=${RUN:-runs/v2k}
+RUN=${RUN:-runs/v2l}
 # Stage 1 (runs/v2, plan trunk:150,control:150,joint:30000, stopped at joint step 2375) left the de-bleed gate shut:
 # its bias never moved from -5, where its gradient is under 1% of the signal. Stage 2 (runs/v2b, this script as of
 # commit cc9b18c) started from stage 1's last weights with the gate's bias reset to -2; its bleed rows rose, but over
@@ -64,15 +64,20 @@ RUN=${RUN:-runs/v2k}
 # hundredths of a dB of them (docs/TRAINING.md, "Stage 9"). The bleed rows levelled off as the rate annealed, so stage 10
 # (runs/v2j) continues from stage 9's last weights with the same recipe over a longer plan, joint:6000: if they climb
 # again at the higher rate, steps were their limit; if they stay level, the recipe is spent.
-PARENT=stemclean/models/stemclean-v2-stage10.pt
-SNAPSHOT=stemclean/models/stemclean-v2-stage11.pt
+# Stage 11 (runs/v2k, from stage 10 at 1825) conditioned synthetic bleed on the engine's start-level estimate. It
+# stopped at 1675 when the bleed evidence turned out broken: in float32 its coherence read up to 1e19 in a third to
+# half of a real pair's bins, and the control branch saw little else. Stage 12 (runs/v2l) starts from stage 11's
+# weights with the evidence fixed and the control branch's joins zeroed (--reset-control), so the branch that reads
+# the mixture learns again from inputs it can use (docs/TRAINING.md, "Stage 12").
+PARENT=stemclean/models/stemclean-v2-stage11.pt
+SNAPSHOT=stemclean/models/stemclean-v2-stage12.pt
 
 if [ -e "$RUN/last.pt" ]; then
     init=()
 elif [ -e "$SNAPSHOT" ]; then
     init=(--resume-weights "$SNAPSHOT")
 else
-    init=(--init "$PARENT")
+    init=(--init "$PARENT" --reset-control)
 fi
 python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:6000 --lr 3e-4 \
     --segment-seconds 4 --batch-size 4 \

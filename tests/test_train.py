@@ -84,6 +84,25 @@ def test_a_deeper_copy_starts_as_its_parent_and_then_learns():
         assert not torch.allclose(grown(*args), parent(*args), atol=1e-4)
 
 
+def test_a_reset_control_branch_no_longer_reaches_the_output_until_it_learns_again():
+    model = Denoiser(width=8, dilations=(1, 2), evidence=True).eval()
+    for conv in model.zero_convs:  # a trained control branch
+        torch.nn.init.normal_(conv.weight, std=0.1)
+    rng = torch.Generator().manual_seed(1)
+    stem = torch.randn(1, 2, spectral.N_BINS, 12, generator=rng)
+    args = (stem, stem + torch.randn(1, 2, spectral.N_BINS, 12, generator=rng), torch.tensor([0.5]), torch.tensor([0]))
+
+    def output_with_control_input_scaled(factor: float) -> torch.Tensor:
+        for proj in model.control_in.proj:
+            proj.weight.data *= factor
+        with torch.no_grad():
+            return model(*args)
+
+    assert not torch.allclose(output_with_control_input_scaled(1.0), output_with_control_input_scaled(3.0), atol=1e-4)
+    model.reset_control_joins()
+    assert torch.allclose(output_with_control_input_scaled(1.0), output_with_control_input_scaled(3.0), atol=1e-6)
+
+
 def test_stereo_copy_starts_as_its_mono_parent_and_then_reads_the_partner():
     mono = Denoiser(width=8, dilations=(1, 2)).eval()
     for conv in mono.zero_convs:  # a trained control branch, so the control features matter
@@ -178,7 +197,7 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
                   bleed_weight=0.01, sdr_weight=0.01, save_every=2, threads=1, seed=0, evidence=False,
                   band_mix=False, segment_seconds=2.0, bleed_fraction=0.3, bf16=False, val_every=0, workers=0,
                   resume_weights=None, snapshot=None, songs=None, real_mixes=None, recordings=None,
-                  recordings_fraction=0.0, gate_bias=None, grow_blocks=None)
+                  recordings_fraction=0.0, gate_bias=None, reset_control=False, grow_blocks=None)
     fit.main(plan="trunk:2,control:2", **common)
     first = torch.load(run / "last.pt", weights_only=False)
     assert (first["phase_index"], first["phase_step"]) == (1, 2)
@@ -371,7 +390,7 @@ def test_a_weights_only_snapshot_resumes_the_run_on_a_machine_without_it(tiny_co
                   time_stride=2, stereo=False, consistency=0.0, real_fraction=0.0, init=None, bleed_weight=0.01,
                   sdr_weight=0.01, save_every=1, threads=1, seed=0, evidence=True, band_mix=True, segment_seconds=1.0,
                   bleed_fraction=0.5, bf16=False, val_every=0, workers=0, songs=None, real_mixes=None, recordings=None,
-                  recordings_fraction=0.0, gate_bias=None, grow_blocks=None)
+                  recordings_fraction=0.0, gate_bias=None, reset_control=False, grow_blocks=None)
     snapshot = tmp_path / "models" / "snapshot.pt"
     fit.main(run=tmp_path / "first", plan="trunk:2", resume_weights=None, snapshot=snapshot, **common)
     assert "optimizer" not in torch.load(snapshot, weights_only=False)

@@ -175,6 +175,9 @@ def main(
     init: Path = typer.Option(None, help="Start a new run from this checkpoint's weights (fine-tuning)."),
     gate_bias: float = typer.Option(None, help="With --init: reset the de-bleed gate's bias to this (an --evidence "
                                     "parent whose gate never opened; see Denoiser.set_gate_bias)."),
+    reset_control: bool = typer.Option(False, help="With --init: zero the control branch's zero convolutions, so the "
+                                       "parent starts without the branch and it joins again as trained "
+                                       "(Denoiser.reset_control_joins)."),
     grow_blocks: int = typer.Option(None, help="With --init: give each branch this many blocks, the new ones last and "
                                     "starting as the identity (network.deeper), to test whether depth pays."),
     bleed_weight: float = typer.Option(0.01, help="Weight of the bleed (differentiable SIR) loss, per dB."),
@@ -222,6 +225,9 @@ def main(
                 raise typer.BadParameter("--gate-bias needs an --evidence parent: there is no gate")
             model.set_gate_bias(gate_bias)
             history[-1]["gate_bias_after"] = gate_bias
+        if reset_control:
+            model.reset_control_joins()
+            history[-1]["control_reset_after"] = True
         if time_stride is not None:
             model.time_stride = time_stride  # no parameter depends on it, so the parent's weights carry over
         if stereo and not model.stereo:

@@ -279,9 +279,7 @@ class Block(nn.Module):
         self.band_mix = None
         if bands is not None:
             self.band_norm = nn.GroupNorm(1, width)
-            self.band_mix = nn.Linear(bands, bands)
-            nn.init.zeros_(self.band_mix.weight)
-            nn.init.zeros_(self.band_mix.bias)
+            self.band_mix = _zeroed(nn.Linear(bands, bands))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         scale, shift = self.film(cond)[:, :, None, None].chunk(2, dim=1)
@@ -293,12 +291,16 @@ class Block(nn.Module):
         return x
 
 
+def _zeroed(layer: nn.Module) -> nn.Module:
+    """``layer`` with its weight and bias set to zero, so it outputs zeros until trained."""
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 def _zero_conv(width: int) -> nn.Conv2d:
     """1x1 convolution initialised to zero, so the control branch starts with no effect on the trunk (ControlNet)."""
-    conv = nn.Conv2d(width, width, 1)
-    nn.init.zeros_(conv.weight)
-    nn.init.zeros_(conv.bias)
-    return conv
+    return _zeroed(nn.Conv2d(width, width, 1))
 
 
 class Denoiser(nn.Module):
@@ -351,6 +353,12 @@ class Denoiser(nn.Module):
         -5 it is under 1% of the signal, and a run's gate can stay shut for good; a fine-tune can reopen it."""
         for layer in self.head.proj:
             layer[-1].bias.data.view(-1, 5)[:, 4] = bias
+
+    def reset_control_joins(self) -> None:
+        """Zero every zero convolution, so the control branch adds nothing until it is trained again: ControlNet's
+        start, for a trained model whose control inputs changed under it (a fix to how they are computed)."""
+        for conv in self.zero_convs:
+            _zeroed(conv)
 
     def trunk_parameters(self) -> list[nn.Parameter]:
         control = set(map(id, self.control_parameters()))
@@ -432,7 +440,6 @@ def deeper(model: Denoiser, blocks: int) -> Denoiser:
     missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
     assert not unexpected and all(int(key.split(".")[1]) >= len(model.dilations) for key in missing), missing
     for block in grown.trunk_blocks[len(model.dilations):]:
-        nn.init.zeros_(block.mlp[-1].weight)
-        nn.init.zeros_(block.mlp[-1].bias)
+        _zeroed(block.mlp[-1])
     grown.use_control = model.use_control
     return grown
