@@ -5,8 +5,8 @@ Three kinds of example, mixed by share:
 - **real**: a Spleeter output with its song's true mixture and true stem (the ground truth that matters most);
 - **bleed**: the true stem plus a fixed-filter leak of other sources (:func:`degrade.random_leak_spec`), the case a
   least-squares de-bleed solves and a separator's mask does not produce. It is conditioned on the engine's start-level
-  estimate, as real pairs are: at the level its error implies, the engine's reading differed by up to 0.2 and the
-  model's gain fell by several dB;
+  estimate, as real pairs are: the engine reads it differently from the level its error implies, and the model's
+  gain depends on the level it is told (docs/TRAINING.md, "Stage 10 stopped, stage 11");
 - **ladder**: the true stem through the artifact ladder at a random level.
 
 Bleed and ladder examples are remixed (issue 20): the other sources come from a different song than the target stem
