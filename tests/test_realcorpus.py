@@ -124,7 +124,7 @@ def test_mixture_is_the_exact_sum_and_the_ratio_is_as_recorded(tiny):
 def test_speakers_soundtracks_and_melodies_never_cross_splits(tiny):
     out, entries = tiny
     rows = json.loads((out / "recordings.json").read_text())["recordings"]
-    split_of_file = {(r["path"] + (":" + r["member"] if r["member"] else "")): r["split"] for r in rows}
+    row_of_file = {recordings.Recording(r["package"], r["path"], r["group"], r["member"]).name: r for r in rows}
     groups: dict[str, set] = {}
     for row in rows:
         groups.setdefault(row["split"], set()).add(row["group"])
@@ -133,12 +133,11 @@ def test_speakers_soundtracks_and_melodies_never_cross_splits(tiny):
     melody_split = {line["song"]: line["split"] for line in json.loads((out / "melodies.json").read_text())}
     for entry in entries.values():
         used = [clip["file"] for clip in entry["vocals"]["clips"]] + [entry["accompaniment"]["file"]]
-        assert {split_of_file[f] for f in used} == {entry["split"]}
+        assert {row_of_file[f]["split"] for f in used} == {entry["split"]}
         if entry["vocals"]["mode"] == "sung":
             assert melody_split[entry["vocals"]["melody"]] == entry["split"]
-        package_of_file = {(r["path"] + (":" + r["member"] if r["member"] else "")): r["package"] for r in rows}
         for clip in entry["vocals"]["clips"]:
-            assert clip["package"] == package_of_file[clip["file"]]
+            assert clip["package"] == row_of_file[clip["file"]]["package"]
             assert clip["licence"] == recordings.PACKAGES[clip["package"]].licence
         assert entry["accompaniment"]["licence"]
 
