@@ -197,7 +197,8 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
                   bleed_weight=0.01, sdr_weight=0.01, save_every=2, threads=1, seed=0, evidence=False,
                   band_mix=False, segment_seconds=2.0, bleed_fraction=0.3, bf16=False, val_every=0, workers=0,
                   resume_weights=None, snapshot=None, songs=None, real_mixes=None, recordings=None,
-                  recordings_fraction=0.0, gate_bias=None, reset_control=False, grow_blocks=None)
+                  recordings_fraction=0.0, gate_bias=None, reset_control=False, grow_blocks=None,
+                  real_eq_db=0.0)
     fit.main(plan="trunk:2,control:2", **common)
     first = torch.load(run / "last.pt", weights_only=False)
     assert (first["phase_index"], first["phase_step"]) == (1, 2)
@@ -224,7 +225,7 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     assert child["history"] == [{"plan": "trunk:2,control:2,joint:2", "run": str(shipped.parent), "steps": 6,
                                  "real_fraction": 0.3, "bleed_weight": 0.01, "sdr_weight": 0.01,
                                  "bleed_fraction": 0.3, "segment_seconds": 2.0, "bf16": False,
-                                 "recordings_fraction": 0.0}]
+                                 "recordings_fraction": 0.0, "real_eq_db": 0.0}]
     assert child["examples"] == parent["examples"] + 2 * common["batch_size"]
     assert not torch.equal(child["model"]["zero_convs.0.weight"], parent["model"]["zero_convs.0.weight"])
 
@@ -390,7 +391,8 @@ def test_a_weights_only_snapshot_resumes_the_run_on_a_machine_without_it(tiny_co
                   time_stride=2, stereo=False, consistency=0.0, real_fraction=0.0, init=None, bleed_weight=0.01,
                   sdr_weight=0.01, save_every=1, threads=1, seed=0, evidence=True, band_mix=True, segment_seconds=1.0,
                   bleed_fraction=0.5, bf16=False, val_every=0, workers=0, songs=None, real_mixes=None, recordings=None,
-                  recordings_fraction=0.0, gate_bias=None, reset_control=False, grow_blocks=None)
+                  recordings_fraction=0.0, gate_bias=None, reset_control=False, grow_blocks=None,
+                  real_eq_db=0.0)
     snapshot = tmp_path / "models" / "snapshot.pt"
     fit.main(run=tmp_path / "first", plan="trunk:2", resume_weights=None, snapshot=snapshot, **common)
     assert "optimizer" not in torch.load(snapshot, weights_only=False)
@@ -459,6 +461,36 @@ def test_sampler_draws_real_recordings_with_their_spleeter_pairs(tiny_corpus, tm
         tones = {round(f * spectral.N_FFT / spectral.SAMPLE_RATE) for f in (3000, 150)}  # the two stems' bins
         peaks = {int(np.argmax(np.abs(x).sum(axis=(0, 2)))) for x in (example.clean, example.mix - example.clean)}
         assert peaks == tones, "the mixture is the drawn stem plus the other one"
+
+
+def test_random_equaliser_is_smooth_and_bounded():
+    rng = np.random.default_rng(0)
+    curves = np.stack([20 * np.log10(sampling.random_equaliser(rng, 6.0)[:, 0]) for _ in range(50)])
+    assert np.abs(curves).max() <= 6.0 + 1e-4
+    assert np.abs(curves).max(axis=1).mean() > 1.0, "most draws move the timbre audibly"
+    above_1khz = curves[:, round(1000 * spectral.N_FFT / spectral.SAMPLE_RATE):]
+    assert np.abs(np.diff(above_1khz, axis=1)).max() < 0.25, "a broad shape: no notch between neighbouring bins"
+
+
+def test_an_equalised_real_pair_keeps_the_separators_mask(tiny_corpus, tmp_path):
+    """--real-eq-db filters estimate, mixture and true stem alike: the estimate's ratio to the mixture (the mask) is
+    the unfiltered draw's, while the two stems' tones are scaled differently from draw to draw."""
+    root = tmp_path / "real"
+    _write_recordings(root, "train", np.random.default_rng(5), lambda stems, name: 0.5 * stems[name])
+    options = dict(seed=6, real_fraction=1.0, segment_seconds=1.0, recordings=root, recordings_fraction=1.0)
+    plain = sampling.CorpusSampler(tiny_corpus, None, "train", **options)
+    equalised = sampling.CorpusSampler(tiny_corpus, None, "train", real_eq_db=6.0, **options)
+    tones = [round(f * spectral.N_FFT / spectral.SAMPLE_RATE) for f in (3000, 150)]
+    tilts = []
+    for _ in range(6):
+        a, b = plain.draw(), equalised.draw()
+        gains = np.abs(b.mix[:, tones]).sum(axis=(0, 2)) / np.abs(a.mix[:, tones]).sum(axis=(0, 2))
+        assert np.all(np.abs(20 * np.log10(gains)) <= 6.0 + 1e-3)
+        for x, y in ((a.damaged, b.damaged), (a.clean, b.clean)):
+            np.testing.assert_allclose(y[:, tones], x[:, tones] * gains[None, :, None], rtol=1e-3,
+                                       atol=1e-4 * np.abs(x).max())
+        tilts.append(20 * np.log10(gains[0] / gains[1]))
+    assert np.ptp(tilts) > 1.0, "the filter differs between the voice's and the accompaniment's bands, and by draw"
 
 
 def test_sampler_can_draw_from_the_first_real_mixes_alone(tiny_corpus, tmp_path):

@@ -82,7 +82,7 @@ def bleed_db(pred: torch.Tensor, target: torch.Tensor, mix: torch.Tensor) -> tor
 
 # Settings a checkpoint records beside its plan, so the model card can say how each stage was trained.
 RECIPE_KEYS = ("real_fraction", "bleed_weight", "sdr_weight", "bleed_fraction", "segment_seconds", "bf16",
-               "recordings_fraction")
+               "recordings_fraction", "real_eq_db")
 
 
 def total_loss(terms: dict[str, torch.Tensor], bleed_weight: float = 0.01, sdr_weight: float = 0.01) -> torch.Tensor:
@@ -187,6 +187,9 @@ def main(
     recordings_fraction: float = typer.Option(0.0, help="Share of examples drawn from the real recordings, when any "
                                               "exist: their Spleeter pairs (--real-fraction of those) or their stems "
                                               "damaged and remixed like the rendered ones."),
+    real_eq_db: float = typer.Option(0.0, help="Pass each real Spleeter pair (estimate, mixture and true stem alike) "
+                                     "through a random smooth equaliser of up to this many dB: new timbres that keep "
+                                     "the separator's mask (sampler.random_equaliser)."),
     songs: str = typer.Option(None, help="Train on these comma-separated song ids alone (the overfit check)."),
     real_mixes: int = typer.Option(None, help="Draw real recordings from the first N train mixes (by id) that have "
                                    "Spleeter pairs alone: the overfit sweep over how many real mixes a run fits."),
@@ -242,14 +245,14 @@ def main(
                             real_fraction=real_fraction, stereo=model.stereo, bleed_fraction=bleed_fraction,
                             segment_seconds=segment_seconds, songs=tuple(songs.split(",")) if songs else None,
                             recordings=recordings, recordings_fraction=recordings_fraction,
-                            level_cache=run / "levels.jsonl", real_mixes=real_mixes)
+                            level_cache=run / "levels.jsonl", real_mixes=real_mixes, real_eq_db=real_eq_db)
     examples_per_step = batch_size // 2 if model.stereo else batch_size
     batches = iter(torch.utils.data.DataLoader(BatchStream(sampler, examples_per_step), batch_size=None,
                                                num_workers=workers, prefetch_factor=4 if workers else None,
                                                persistent_workers=workers > 0))
     val_set = validate.ValSet(corpus, spleeter, recordings)
     recipe = dict(zip(RECIPE_KEYS, (real_fraction, bleed_weight, sdr_weight, bleed_fraction, segment_seconds, bf16,
-                                    recordings_fraction), strict=True))
+                                    recordings_fraction, real_eq_db), strict=True))
     rng = np.random.default_rng(seed + 7)
     log = (run / "log.jsonl").open("a")
 

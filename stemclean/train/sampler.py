@@ -11,7 +11,8 @@ Three kinds of example, mixed by share:
 
 Bleed and ladder examples are remixed (issue 20): the other sources come from a different song than the target stem
 half of the time, at a random gain and channel, so the number of distinct mixtures is effectively unlimited. Real
-pairs keep their own mixture, since that is what Spleeter separated.
+pairs keep their own mixture, since that is what Spleeter separated; what can vary there is their timbre
+(:func:`random_equaliser`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,24 @@ LADDER_STEMS = ("vocals", "drums", "bass", "other", "accompaniment")
 CORPUS_STEMS = ("vocals", "drums", "bass", "other")
 _SILENT_RMS = 1e-4
 _REMIX_GAIN_DB = 6.0  # the others' level is moved by up to this much either way when remixed
+_EQ_LOWEST_HZ = 20.0
+
+
+def random_equaliser(rng: np.random.Generator, max_db: float) -> np.ndarray:
+    """A smooth random gain per STFT bin, at most ``max_db`` either way, shaped ``[bins, 1]`` to scale a spectrum.
+
+    Applied alike to a real pair's separator estimate, mixture and true stem, it moves the voice's and the music's
+    timbre while the pair stays one the separator could have made: a mask on the mixture commutes with a fixed filter,
+    so the filtered estimate is the same mask on the filtered mixture. Three cosines over log frequency (20 Hz to
+    Nyquist) give tilts and broad bumps, as microphones, rooms and mastering do, not narrow notches.
+    """
+    hz = np.maximum(np.arange(spectral.N_BINS) * spectral.SAMPLE_RATE / spectral.N_FFT, _EQ_LOWEST_HZ)
+    position = np.log(hz / _EQ_LOWEST_HZ) / np.log(spectral.SAMPLE_RATE / 2 / _EQ_LOWEST_HZ)  # 0 to 1
+    order = np.arange(1, 4)[:, None]
+    curve = np.sum(rng.uniform(-1, 1, (3, 1)) * np.cos(np.pi * order * position + rng.uniform(0, 2 * np.pi, (3, 1))),
+                   axis=0)
+    curve *= rng.uniform(0, max_db) / max(float(np.abs(curve).max()), 1e-9)
+    return (10.0 ** (curve / 20.0)).astype(np.float32)[:, None]
 
 
 @dataclass
@@ -85,8 +104,12 @@ class CorpusSampler:
     def __init__(self, corpus: Path, spleeter: Path | None, split: str, seed: int, real_fraction: float = 0.3,
                  clean_fraction: float = 0.05, stereo: bool = False, bleed_fraction: float = 0.0,
                  segment_seconds: float = 2.0, songs: tuple[str, ...] | None = None, recordings: Path | None = None,
-                 recordings_fraction: float = 0.0, level_cache: Path | None = None, real_mixes: int | None = None):
+                 recordings_fraction: float = 0.0, level_cache: Path | None = None, real_mixes: int | None = None,
+                 real_eq_db: float = 0.0):
         self.corpus, self.spleeter_root, self.split, self.stereo = corpus, spleeter, split, stereo
+        # real pairs through a random_equaliser of up to this many dB; its own generator, so every other draw is the
+        # same with it or without it
+        self.real_eq_db, self.eq_rng = real_eq_db, np.random.default_rng([seed, 1])
         # real voices over real music (stemclean.train.realcorpus), drawn this share of the time when there are any
         self.recordings_root, self.recordings_fraction = recordings, recordings_fraction
         self.only = songs  # draw from these songs alone (the overfit check); None: every song of the split
@@ -187,13 +210,12 @@ class CorpusSampler:
             if np.sqrt(np.mean(clean**2)) > _SILENT_RMS:
                 break
         label = stem_index("unknown" if rng.random() < 0.1 else stem)
-        clean_spec = spectral.stft(clean)
         if use_real:
-            mix_spec = spectral.stft(self._read(song / "mixture.wav", start, channels))
-            damaged_spec = spectral.stft(self._read(self.spleeter[song.name] / f"{stem}.wav", start, channels))
-            return Example(damaged_spec, mix_spec, clean_spec, self.runtime_level(song, stem), label)
-        return self._synthetic(clean_spec, spectral.stft(self._remixed_others(song, stem, start, channels)), stem,
-                               label)
+            return self._real_pair(self._read(self.spleeter[song.name] / f"{stem}.wav", start, channels),
+                                   self._read(song / "mixture.wav", start, channels), clean,
+                                   self.runtime_level(song, stem), label)
+        others = self._remixed_others(song, stem, start, channels)
+        return self._synthetic(spectral.stft(clean), spectral.stft(others), stem, label)
 
     def _synthetic(self, clean_spec: np.ndarray, other_spec: np.ndarray, stem: str, label: int) -> Example:
         """An additive-bleed, clean or ladder example of ``clean_spec`` with ``other_spec`` as the other sources."""
@@ -229,13 +251,19 @@ class CorpusSampler:
             mix = clean + self._read(pair[other], start, channels)
             level = self._level(pair["id"], stem, estimate,  # as runtime_level: what the engine will estimate
                                 lambda: audio.array_source(realcorpus.mixture(pair).T, spectral.SAMPLE_RATE))
-            return Example(spectral.stft(self._read(estimate, start, channels)), spectral.stft(mix),
-                           spectral.stft(clean), level, label)
+            return self._real_pair(self._read(estimate, start, channels), mix, clean, level, label)
         source = pair if rng.random() < 0.5 else self.recordings[rng.integers(len(self.recordings))]
         source_start = start if source is pair else int(rng.integers(0, max(1, self._length(source[other]) - self.segment)))
         gain = 1.0 if source is pair else 10.0 ** (rng.uniform(-_REMIX_GAIN_DB, _REMIX_GAIN_DB) / 20.0)
         others = np.float32(gain) * self._read(source[other], source_start, channels)
         return self._synthetic(spectral.stft(clean), spectral.stft(others), stem, label)
+
+    def _real_pair(self, estimate: np.ndarray, mix: np.ndarray, clean: np.ndarray, level: float,
+                   label: int) -> Example:
+        """A separator's pair as an Example, all three through one :func:`random_equaliser` when ``real_eq_db``."""
+        gain = random_equaliser(self.eq_rng, self.real_eq_db) if self.real_eq_db > 0 else np.float32(1.0)
+        return Example(gain * spectral.stft(estimate), gain * spectral.stft(mix), gain * spectral.stft(clean), level,
+                       label)
 
     def _remixed_others(self, song: Path, stem: str, start: int, channels: list[int]) -> np.ndarray:
         """The other sources: the same song's half of the time, else another song's at a random gain and channel."""
