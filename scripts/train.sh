@@ -77,7 +77,7 @@ RUN=${RUN:-runs/v2n}
 # stage 12's while the bleed rows hold, the share was their limit once the branch could see.
 # Stage 13 was stopped at 2000 (stemclean-v2-stage13.pt): its real rows stayed level at stage 12's, at the peak of its
 # rate as stage 12's had through its whole anneal. Stage 14 (runs/v2n) goes on from its last weights with its recipe
-# and each real pair through a random equaliser of up to 6 dB (fit --real-eq-db 6), over joint:3000: stage 12 fits
+# and each real pair through a random equaliser of up to 6 dB (fit --real-eq-db 6), over joint:4500: stage 12 fits
 # the vocals' fix on its training mixes and carries little of it to val's, and new timbres are the variety a real
 # pair can take without losing its mask. If its real rows rise above stage 13's, that was their limit.
 PARENT=stemclean/models/stemclean-v2-stage13.pt
@@ -90,7 +90,7 @@ elif [ -e "$SNAPSHOT" ]; then
 else
     init=(--init "$PARENT")
 fi
-python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:3000 --lr 3e-4 \
+python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:4500 --lr 3e-4 \
     --segment-seconds 4 --batch-size 4 \
     --real-fraction 0.75 --bleed-fraction 0.6 --recordings-fraction 0.8 --real-eq-db 6 --consistency 0.2 \
     --bleed-weight 0.02 --sdr-weight 1.0 --val-every "${VAL_EVERY:-100}" --save-every 25 --snapshot "$SNAPSHOT" --threads "$THREADS"
