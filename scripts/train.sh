@@ -96,5 +96,6 @@ fi
 python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:6000 --lr 3e-4 \
     --segment-seconds 4 --batch-size 4 \
     --real-fraction 0.75 --bleed-fraction 0.6 --recordings-fraction 0.8 --real-eq-db 6 --consistency 0.2 \
-    --bleed-weight 0.02 --sdr-weight 1.0 --val-every "${VAL_EVERY:-100}" --save-every 25 --snapshot "$SNAPSHOT" --threads "$THREADS"
+    --bleed-weight 0.02 --sdr-weight 1.0 --val-every "${VAL_EVERY:-100}" --save-every 25 --snapshot "$SNAPSHOT" \
+    --threads "$THREADS"
 python -m stemclean.train.export "$RUN/last.pt" stemclean/models/stemclean-v2.onnx --weights "$SNAPSHOT"

@@ -261,9 +261,11 @@ class CorpusSampler:
     def _real_pair(self, estimate: np.ndarray, mix: np.ndarray, clean: np.ndarray, level: float,
                    label: int) -> Example:
         """A separator's pair as an Example, all three through one :func:`random_equaliser` when ``real_eq_db``."""
-        gain = random_equaliser(self.eq_rng, self.real_eq_db) if self.real_eq_db > 0 else np.float32(1.0)
-        return Example(gain * spectral.stft(estimate), gain * spectral.stft(mix), gain * spectral.stft(clean), level,
-                       label)
+        specs = [spectral.stft(signal) for signal in (estimate, mix, clean)]
+        if self.real_eq_db > 0:
+            gain = random_equaliser(self.eq_rng, self.real_eq_db)
+            specs = [gain * spec for spec in specs]
+        return Example(*specs, level, label)
 
     def _remixed_others(self, song: Path, stem: str, start: int, channels: list[int]) -> np.ndarray:
         """The other sources: the same song's half of the time, else another song's at a random gain and channel."""
