@@ -198,7 +198,7 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
                   band_mix=False, segment_seconds=2.0, bleed_fraction=0.3, bf16=False, val_every=0, workers=0,
                   resume_weights=None, snapshot=None, songs=None, real_mixes=None, recordings=None,
                   recordings_fraction=0.0, gate_bias=None, reset_control=False, grow_blocks=None,
-                  real_eq_db=0.0)
+                  real_eq_db=0.0, ema=0.0)
     fit.main(plan="trunk:2,control:2", **common)
     first = torch.load(run / "last.pt", weights_only=False)
     assert (first["phase_index"], first["phase_step"]) == (1, 2)
@@ -225,7 +225,7 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     assert child["history"] == [{"plan": "trunk:2,control:2,joint:2", "run": str(shipped.parent), "steps": 6,
                                  "real_fraction": 0.3, "bleed_weight": 0.01, "sdr_weight": 0.01,
                                  "bleed_fraction": 0.3, "segment_seconds": 2.0, "bf16": False,
-                                 "recordings_fraction": 0.0, "real_eq_db": 0.0}]
+                                 "recordings_fraction": 0.0, "real_eq_db": 0.0, "ema": 0.0}]
     assert child["examples"] == parent["examples"] + 2 * common["batch_size"]
     assert not torch.equal(child["model"]["zero_convs.0.weight"], parent["model"]["zero_convs.0.weight"])
 
@@ -392,7 +392,7 @@ def test_a_weights_only_snapshot_resumes_the_run_on_a_machine_without_it(tiny_co
                   sdr_weight=0.01, save_every=1, threads=1, seed=0, evidence=True, band_mix=True, segment_seconds=1.0,
                   bleed_fraction=0.5, bf16=False, val_every=0, workers=0, songs=None, real_mixes=None, recordings=None,
                   recordings_fraction=0.0, gate_bias=None, reset_control=False, grow_blocks=None,
-                  real_eq_db=0.0)
+                  real_eq_db=0.0, ema=0.0)
     snapshot = tmp_path / "models" / "snapshot.pt"
     fit.main(run=tmp_path / "first", plan="trunk:2", resume_weights=None, snapshot=snapshot, **common)
     assert "optimizer" not in torch.load(snapshot, weights_only=False)
@@ -415,6 +415,30 @@ def test_a_weights_only_snapshot_resumes_the_run_on_a_machine_without_it(tiny_co
     grown = torch.load(tmp_path / "deeper" / "last.pt", weights_only=False)
     assert len(grown["model_config"]["dilations"]) == 3 and grown["history"][-1]["grown_to_blocks"] == 3
     assert len(load_checkpoint(tmp_path / "deeper" / "last.pt")[0].trunk_blocks) == 3
+
+
+def test_a_weight_average_is_what_checkpoints_ship_and_a_resume_keeps_averaging(tiny_corpus, tmp_path):
+    common = dict(run=tmp_path / "run", corpus=tiny_corpus, spleeter=tmp_path / "none", batch_size=2, lr=1e-3,
+                  width=8, blocks=2, time_stride=None, stereo=False, consistency=0.0, real_fraction=0.0, init=None,
+                  bleed_weight=0.01, sdr_weight=0.01, save_every=1, threads=1, seed=0, evidence=True, band_mix=False,
+                  segment_seconds=1.0, bleed_fraction=0.5, bf16=False, val_every=0, workers=0, resume_weights=None,
+                  snapshot=None, songs=None, real_mixes=None, recordings=None, recordings_fraction=0.0,
+                  gate_bias=None, reset_control=False, grow_blocks=None, real_eq_db=0.0, ema=0.5)
+    fit.main(plan="joint:2", **common)
+    before = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    fit.main(plan="joint:3", **common)  # one more step, resumed from the checkpoint
+    after = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert after["ema"] == 0.5 and after["phase_step"] == 3
+    for name, raw in after["raw"].items():
+        if raw.is_floating_point() and "level_freqs" not in name:
+            # decay 0.5: the new average is half the resumed average and half the new raw weights
+            assert torch.allclose(after["model"][name], 0.5 * before["model"][name] + 0.5 * raw, atol=1e-6), name
+    moved = [n for n, w in after["raw"].items() if w.is_floating_point() and not torch.equal(w, after["model"][n])]
+    assert moved, "the optimizer's weights and their average must differ after training"
+    assert torch.equal(load_checkpoint(tmp_path / "run" / "last.pt")[0].state_dict()["head.proj.0.2.bias"],
+                       after["model"]["head.proj.0.2.bias"]), "export and val load the average"
+    save_weights(after, tmp_path / "snapshot.pt")
+    assert {"optimizer", "raw"}.isdisjoint(torch.load(tmp_path / "snapshot.pt", weights_only=False))
 
 
 def test_a_short_training_run_lowers_the_loss():

@@ -108,13 +108,14 @@ def load_checkpoint(path: Path) -> tuple[Denoiser, dict]:
 
 
 def save_weights(state: dict, path: Path) -> None:
-    """Save a checkpoint's weights and training record without the optimizer state (a third of the size).
+    """Save a checkpoint's weights and training record without the optimizer state (a third of the size), nor the
+    raw weights beside a weight average (``fit --ema``): a run resumed from it goes on from the average.
 
     Shipped beside the ONNX file, this lets ``fit --init`` fine-tune the shipped model even after ``runs/`` is gone.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        torch.save({k: v for k, v in state.items() if k != "optimizer"}, tmp)
+        torch.save({k: v for k, v in state.items() if k not in ("optimizer", "raw")}, tmp)
 
 
 def main(

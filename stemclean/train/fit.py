@@ -5,7 +5,9 @@ with the trunk frozen (its zero convolutions start it at the trunk's behaviour),
 A plan such as ``trunk:1500,control:1500,joint:500`` names them; ``joint:N`` alone is the plain-joint ablation.
 
 Checkpoints are written atomically every ``--save-every`` steps, and a rerun of the same command resumes from
-``RUN/last.pt``, so a long run can span sessions.
+``RUN/last.pt``, so a long run can span sessions. With ``--ema``, a checkpoint's ``model`` is the moving average of
+the weights (what val scores, export ships and ``--init`` starts from) and ``raw`` the optimizer's own, which a
+resume continues from (a weights-only snapshot keeps only the average).
 
     python -m stemclean.train.fit --run runs/main --plan trunk:1500,control:1500,joint:500
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import typer
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from stemclean import schedule, spectral
 from stemclean.files import atomic_path
@@ -82,7 +85,7 @@ def bleed_db(pred: torch.Tensor, target: torch.Tensor, mix: torch.Tensor) -> tor
 
 # Settings a checkpoint records beside its plan, so the model card can say how each stage was trained.
 RECIPE_KEYS = ("real_fraction", "bleed_weight", "sdr_weight", "bleed_fraction", "segment_seconds", "bf16",
-               "recordings_fraction", "real_eq_db")
+               "recordings_fraction", "real_eq_db", "ema")
 
 
 def total_loss(terms: dict[str, torch.Tensor], bleed_weight: float = 0.01, sdr_weight: float = 0.01) -> torch.Tensor:
@@ -142,6 +145,22 @@ def save(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
+def weight_average(model: Denoiser, decay: float, saved: dict | None) -> AveragedModel | None:
+    """The exponential moving average of ``model``'s weights (``decay`` per step; none when 0).
+
+    With batches of a few excerpts, each step moves the weights noisily and the val scores of neighbouring steps
+    differ by more than a stage gains; the average is the usual remedy (demucs trains with one). A resumed run's
+    ``model`` holds the average and ``raw`` the optimizer's weights, which go back into ``model`` here.
+    """
+    if not decay:
+        return None
+    average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+    if saved is not None and "raw" in saved:
+        model.load_state_dict(saved["raw"])
+        average.n_averaged.fill_(1)  # already an average: the first update must not copy the raw weights over it
+    return average
+
+
 def main(
     run: Path = typer.Option(Path("runs/main"), help="Folder for checkpoints and the log."),
     plan: str = typer.Option("trunk:1500,control:1500,joint:500", help="Phases and their optimizer steps."),
@@ -190,6 +209,9 @@ def main(
     real_eq_db: float = typer.Option(0.0, help="Pass each real Spleeter pair (estimate, mixture and true stem alike) "
                                      "through a random smooth equaliser of up to this many dB: new timbres that keep "
                                      "the separator's mask (sampler.random_equaliser)."),
+    ema: float = typer.Option(0.0, help="Keep a moving average of the weights with this decay per step (e.g. 0.999; "
+                              "0 off): val scores and checkpoints' model use it, and the raw weights are logged "
+                              "beside it as val_raw."),
     songs: str = typer.Option(None, help="Train on these comma-separated song ids alone (the overfit check)."),
     real_mixes: int = typer.Option(None, help="Draw real recordings from the first N train mixes (by id) that have "
                                    "Spleeter pairs alone: the overfit sweep over how many real mixes a run fits."),
@@ -246,13 +268,14 @@ def main(
                             segment_seconds=segment_seconds, songs=tuple(songs.split(",")) if songs else None,
                             recordings=recordings, recordings_fraction=recordings_fraction,
                             level_cache=run / "levels.jsonl", real_mixes=real_mixes, real_eq_db=real_eq_db)
+    average = weight_average(model, ema, saved)
     examples_per_step = batch_size // 2 if model.stereo else batch_size
     batches = iter(torch.utils.data.DataLoader(BatchStream(sampler, examples_per_step), batch_size=None,
                                                num_workers=workers, prefetch_factor=4 if workers else None,
                                                persistent_workers=workers > 0))
     val_set = validate.ValSet(corpus, spleeter, recordings)
     recipe = dict(zip(RECIPE_KEYS, (real_fraction, bleed_weight, sdr_weight, bleed_fraction, segment_seconds, bf16,
-                                    recordings_fraction, real_eq_db), strict=True))
+                                    recordings_fraction, real_eq_db, ema), strict=True))
     rng = np.random.default_rng(seed + 7)
     log = (run / "log.jsonl").open("a")
 
@@ -260,6 +283,8 @@ def main(
         phase, n_steps = phases[phase_index]
         phase_lr = lr if phase != "joint" or phase_index == 0 else lr * 0.3
         optimizer = configure_phase(model, phase, phase_lr)
+        if average is not None:
+            average.module.use_control = model.use_control
         if saved is not None and saved["phase_index"] == phase_index and saved["phase_step"] > 0 and "optimizer" in saved:
             optimizer.load_state_dict(saved["optimizer"])  # a weights-only snapshot restarts Adam's moments
         model.train()
@@ -279,17 +304,23 @@ def main(
                 warm = min(1.0, (step + 1) / 50)
                 group["lr"] = phase_lr * warm * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * step / n_steps)))
             optimizer.step()
+            if average is not None:
+                average.update_parameters(model)
             state.update(phase_index=phase_index, phase_step=step + 1, wall_time=state["wall_time"] + time.time() - started,
                          examples=state["examples"] + batch_size)
             record = {"phase": phase, "step": step + 1, "loss": loss.item(), **{k: v.item() for k, v in terms.items()},
                       "seconds": round(time.time() - started, 3)}
             if val_every and (step + 1) % val_every == 0:
-                record["val"] = validate.score(model, val_set.cases())
+                record["val"] = validate.score(average.module if average else model, val_set.cases())
+                if average is not None:
+                    record["val_raw"] = validate.score(model, val_set.cases())
                 record.update(examples=state["examples"], wall_hours=state["wall_time"] / 3600)
             log.write(json.dumps(record) + "\n")
             log.flush()
             if (step + 1) % save_every == 0 or step + 1 == n_steps:
-                checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                weights = {"model": average.module.state_dict(), "raw": model.state_dict()} if average else {
+                    "model": model.state_dict()}
+                checkpoint = {**weights, "optimizer": optimizer.state_dict(),
                               "model_config": model.config, "use_control": model.use_control, "plan": plan,
                               "history": history, **recipe, "commit": git_commit(), **state}
                 save(last, checkpoint)
