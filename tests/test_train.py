@@ -539,12 +539,14 @@ def test_curves_read_a_runs_log_and_its_committed_val_records_alike(tmp_path):
     records = [{"step": 1, "loss": 1.0},
                {"step": 2, "loss": 0.9, "val": {"real": 0.1}, "examples": 8, "wall_hours": 0.01},
                {"step": 3, "loss": 0.8},
-               {"step": 4, "loss": 0.7, "val": {"real": 0.3}, "examples": 16, "wall_hours": 0.02}]
+               {"step": 4, "loss": 0.7, "val": {"real": 0.3}, "examples": 16, "wall_hours": 0.02,
+                "val_raw": {"real": 0.2}}]  # a run with a weight average logs its raw weights' scores too
     (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     kept = tmp_path / "v2x.jsonl"
     kept.write_text("".join(json.dumps(r) + "\n" for r in records if "val" in r))
     points = curves.val_points(run)
     assert [p["real"] for p in points] == [0.1, 0.3] and [p["examples"] for p in points] == [8, 16]
+    assert [p.get("raw") for p in points] == [None, {"real": 0.2}]
     assert curves.val_points(kept) == points
     curves.plot([run, kept], tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 10_000

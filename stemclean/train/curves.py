@@ -26,12 +26,14 @@ KINDS = {"spleeter": "real Spleeter pairs", "bleed": "additive bleed rows",
 
 
 def val_points(run: Path) -> list[dict]:
-    """The run's val records, each with examples seen, training hours, and the mean ΔSI-SDR per kind."""
+    """The run's val records, each with examples seen, training hours, the mean ΔSI-SDR per kind, and under ``raw``
+    the optimizer's own weights' scores when the run kept a weight average (``fit --ema``)."""
     points = []
     for line in (run / "log.jsonl" if run.is_dir() else run).read_text().splitlines():
         record = json.loads(line)
         if "val" in record:
-            points.append({"examples": record["examples"], "hours": record["wall_hours"], **record["val"]})
+            points.append({"examples": record["examples"], "hours": record["wall_hours"], **record["val"],
+                           **({"raw": record["val_raw"]} if "val_raw" in record else {})})
     return points
 
 
@@ -49,6 +51,10 @@ def plot(runs: list[Path], out: Path) -> None:
                 if medians:  # the val set is a few songs: the median shows what one outlier does to the mean
                     axes[row][col].plot([p[x] for p in medians], [p["medians"][kind] for p in medians], linestyle="--",
                                         color=line.get_color(), label=f"{run.stem} median")
+                raw = [p for p in have if kind in p.get("raw", {})]
+                if raw:  # what the weight average adds over the weights the optimizer holds at the same step
+                    axes[row][col].plot([p[x] for p in raw], [p["raw"][kind] for p in raw], linestyle=":",
+                                        color=line.get_color(), label=f"{run.stem} mean, raw weights")
     for row, title in enumerate(KINDS.values()):
         for col, xlabel in enumerate(("examples seen", "training hours (wall clock, 2-core machine)")):
             ax = axes[row][col]
