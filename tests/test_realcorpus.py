@@ -95,6 +95,24 @@ def test_splits_are_disjoint_cover_every_group_and_respect_shares():
     assert realcorpus.split_groups(one_big, seed=0)["huge"] == "train"  # too big for a held-out split's share
 
 
+@needs(*TINY_PACKAGES)
+def test_a_package_pinned_to_train_moves_no_other_group(tmp_path, monkeypatch):
+    """A soundtrack added later joins training alone: every group already in the catalog keeps its split."""
+    before = realcorpus.catalog(tmp_path / "before", seed=0, packages=TINY_PACKAGES)
+    tracks = tmp_path / "soundtrack"
+    tracks.mkdir()
+    for i in range(3):  # a long soundtrack, which split_groups alone could have given a held-out split
+        sf.write(tracks / f"{i}.wav", 0.1 * np.sin(np.arange(SAMPLE_RATE * 60) * (0.01 + i / 100)), SAMPLE_RATE)
+    added = recordings.Package("new-soundtrack", recordings.MUSIC, "GPL-2+",
+                               lambda: [recordings.Recording("new-soundtrack", str(p), "new-soundtrack")
+                                        for p in sorted(tracks.glob("*.wav"))], split="train")
+    monkeypatch.setitem(recordings.PACKAGES, added.name, added)
+    after = realcorpus.catalog(tmp_path / "after", seed=0, packages=[*TINY_PACKAGES, added.name])
+    assert {r["split"] for r in after if r["package"] == added.name} == {"train"}
+    split_before = {(r["path"], r["member"]): r["split"] for r in before}
+    assert {(r["path"], r["member"]): r["split"] for r in after if r["package"] != added.name} == split_before
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     missing = [p for p in TINY_PACKAGES if not _installed(p)]
@@ -322,3 +340,34 @@ def test_a_per_file_licence_comes_from_its_files_paragraph(tmp_path, monkeypatch
     assert licence("music/credits.ogg") == "GPL-2+"
     whole = recordings.Package("soundtrack", recordings.MUSIC, "GPL-2+", list)  # one licence: the file is not read
     assert licence("music/battle.ogg", whole) == "GPL-2+"
+
+
+def test_the_soundtrack_screen_scores_each_track_by_its_own_excerpts(tmp_path, monkeypatch):
+    """Excerpts of many tracks share Spleeter calls; each track must read its own excerpts' share, not a neighbour's."""
+    from stemclean.train import screen
+
+    tracks = tmp_path / "soundtrack"
+    tracks.mkdir()
+    # a quiet short track right after a loud one: reading a neighbour's samples would move its share by decibels
+    amplitudes = {"long.wav": (40.0, 0.2), "short.wav": (5.0, 0.05), "middle.wav": (35.0, 0.1), "tail.wav": (40.0, 0.2)}
+    for name, (seconds, amplitude) in amplitudes.items():
+        t = np.arange(int(SAMPLE_RATE * seconds)) / SAMPLE_RATE
+        sf.write(tracks / name, amplitude * np.sin(2 * np.pi * 220 * t), SAMPLE_RATE, subtype="FLOAT")
+    package = recordings.Package("fake-soundtrack", recordings.MUSIC, "GPL-2+",
+                                 lambda: [recordings.Recording("fake-soundtrack", str(tracks / n), "fake")
+                                          for n in amplitudes], split="train")
+    monkeypatch.setitem(recordings.PACKAGES, package.name, package)
+    monkeypatch.setattr(screen, "CALL_S", 40.0)  # two calls, the first holding excerpts of three tracks
+    calls = []
+
+    def cubing_separator(mixture, venv):
+        """'Vocals' x**3 / 0.04: a sine of amplitude A reads (5/8) A**4 / 0.04**2 of its energy as vocals."""
+        calls.append(mixture.shape[1])
+        return {"vocals": mixture ** 3 / np.float32(0.04), "accompaniment": mixture}
+
+    monkeypatch.setattr(screen.separators, "spleeter", cubing_separator)
+    shares = screen.vocal_share_db(package.name)
+    assert len(calls) == 2
+    expected = {str(tracks / n): 10 * np.log10(5 / 8 * a**4 / 0.04**2) for n, (_, a) in amplitudes.items()}
+    assert shares == pytest.approx(expected, abs=0.05)
+    assert [e.shape[1] for e in screen.excerpts(package.find()[0], 40.0)] == [int(screen.EXCERPT_S * SAMPLE_RATE)] * 2

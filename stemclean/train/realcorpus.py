@@ -63,7 +63,8 @@ def split_groups(seconds: dict[str, float], seed: int) -> dict[str, str]:
 
 def catalog(out: Path, seed: int, packages: list[str] | None = None) -> list[dict]:
     """Every installed recording of ``packages`` (default all) with its length, group and split; cached in
-    ``OUT/recordings.json`` because reading twenty thousand file headers takes a while."""
+    ``OUT/recordings.json`` because reading twenty thousand file headers takes a while. A package pinned to a split
+    (``Package.split``) keeps it, and the other groups are cut without it, so adding one moves no other group."""
     path = out / "recordings.json"
     names = [name for name in recordings.PACKAGES if packages is None or name in packages]
     if path.exists() and json.loads(path.read_text()).get("packages") == names:
@@ -74,10 +75,13 @@ def catalog(out: Path, seed: int, packages: list[str] | None = None) -> list[dic
         if not found:
             raise FileNotFoundError(f"no {role} recordings installed: apt-get install the packages in docs/TRAINING.md")
         lengths = [recordings.duration(r) for r in found]
+        pinned = {rec.group: recordings.PACKAGES[rec.package].split for rec in found
+                  if recordings.PACKAGES[rec.package].split}
         seconds: dict[str, float] = {}
         for rec, length in zip(found, lengths):
-            seconds[rec.group] = seconds.get(rec.group, 0.0) + length
-        split_of = split_groups(seconds, songs.song_seed(seed, role))
+            if rec.group not in pinned:
+                seconds[rec.group] = seconds.get(rec.group, 0.0) + length
+        split_of = split_groups(seconds, songs.song_seed(seed, role)) | pinned
         rows += [{"role": role, "package": r.package, "path": r.path, "member": r.member, "group": r.group,
                   "seconds": round(length, 3), "split": split_of[r.group]} for r, length in zip(found, lengths)]
     out.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,9 @@ class Package:
 
     Where the licence differs from file to file, ``source_path`` maps a recording to its path in the package's source
     tree, the path that the copyright file's ``Files:`` lines name, and :func:`licence_of` looks it up there.
+
+    ``split`` pins every group of a package added after the splits were cut (always ``train``): the held-out splits
+    keep the groups they had, so results before and after the package came stay comparable.
     """
 
     name: str
@@ -63,6 +66,7 @@ class Package:
     licence: str
     find: Callable[[], list[Recording]]
     source_path: Callable[[Recording], str] | None = None
+    split: str | None = None
 
     @property
     def copyright(self) -> str:
@@ -141,8 +145,9 @@ def _archive(package: str, archive: str, folder: str) -> list[Recording]:
     return [Recording(package, archive, package, m) for m in members]
 
 
-def _soundtrack(package: str, pattern: str) -> Callable[[], list[Recording]]:
-    return lambda: _files(package, pattern, lambda p: package)
+def _soundtrack(package: str, *patterns: str) -> Callable[[], list[Recording]]:
+    return lambda: sorted((r for pattern in patterns for r in _files(package, pattern, lambda p: package)),
+                          key=lambda r: r.path)
 
 
 PACKAGES = {p.name: p for p in (
@@ -169,6 +174,21 @@ PACKAGES = {p.name: p for p in (
             _soundtrack("singularity-music", "usr/share/games/singularity/music/**/*.ogg")),
     Package("drascula-music", MUSIC, "Drascula-License (free redistribution)",
             _soundtrack("drascula-music", "usr/share/scummvm/drascula/audio/*.ogg")),
+    # Added to the training split alone on 2026-12-07 (four soundtracks had carried all of training's music).
+    Package("freedroidrpg-data", MUSIC, "GPL-2+",
+            _soundtrack("freedroidrpg-data", "usr/share/freedroidrpg/data/sound/music/*.ogg"), split="train"),
+    Package("flare-game", MUSIC, "CC-BY-SA-3.0+",
+            _soundtrack("flare-game", "usr/share/games/flare/mods/*/music/*.ogg"), split="train"),
+    Package("supertux-data", MUSIC, "GPL-2+ (per track)",
+            _soundtrack("supertux-data", "usr/share/games/supertux2/music/**/*.ogg"),
+            source_path=lambda r: "data/" + str(Path(r.path).relative_to("/usr/share/games/supertux2")), split="train"),
+    Package("megaglest-data", MUSIC, "CC-BY-SA-3.0",
+            _soundtrack("megaglest-data", "usr/share/games/megaglest/data/core/menu/music/*.ogg",
+                        "usr/share/games/megaglest/techs/*/factions/*/music/*.ogg"), split="train"),
+    Package("extremetuxracer-data", MUSIC, "GPL-2+",
+            _soundtrack("extremetuxracer-data", "usr/share/games/etr/music/*.ogg"), split="train"),
+    Package("lincity-ng-data", MUSIC, "GPL-2+",
+            _soundtrack("lincity-ng-data", "usr/share/games/lincity-ng/music/*/*.ogg"), split="train"),
 )}
 
 
