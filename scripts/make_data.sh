@@ -13,7 +13,7 @@ PYTHON=${PYTHON:-python3}
 CORPUS=${CORPUS:-data/corpus}
 SPLEETER_OUT=${SPLEETER_OUT:-data/spleeter}
 REAL_OUT=${REAL_OUT:-data/real}
-REAL_HOURS=${REAL_HOURS:-14}  # 8 through stage 6; stage 7 trains on the grown corpus (docs/TRAINING.md)
+REAL_HOURS=${REAL_HOURS:-18}  # 8 through stage 6, 14 through stage 15; 18 from stage 16 (docs/TRAINING.md)
 
 "$PYTHON" -m stemclean.train.corpus --out "$CORPUS" "$@"
 scripts/setup_spleeter_venv.sh
