@@ -364,6 +364,9 @@ def test_val_cases_score_a_model_that_removes_bleed_above_one_that_does_nothing(
     assert abs(identity["bleed"]) < 1e-6 and abs(identity["real"]) < 1e-6
     assert best["bleed"] > 10.0 and best["real"] > 10.0 and best["medians"]["real"] > 10.0
     assert identity["oracle"]["bleed"] > 3.0, "the oracle mask removes most additive bleed of tones"
+    halfway = validate.score(Oracle(), cases, scales=(0.5, 1.0))["scaled"]  # half the correction towards the truth
+    assert halfway["1.0"]["bleed"] == pytest.approx(best["bleed"])
+    assert 0.0 < halfway["0.5"]["bleed"] < best["bleed"] - 3.0 and 0.0 < halfway["0.5"]["real"] < best["real"] - 3.0
 
 
 def test_validate_scores_the_real_pairs_of_the_split_it_is_asked_for(tmp_path):
@@ -379,7 +382,7 @@ def test_validate_scores_the_real_pairs_of_the_split_it_is_asked_for(tmp_path):
     for split in ("train", "val"):
         out = tmp_path / f"{split}.json"
         validate.main(checkpoint, corpus=tmp_path / "none", spleeter=None, recordings=tmp_path / "real",
-                      gate_bias=None, real_split=split, out=out)
+                      gate_bias=None, real_split=split, correction_scales=None, out=out)
         scores[split] = json.loads(out.read_text())
     assert [scores[split]["cases"] for split in ("train", "val")] == [2, 2]
     assert scores["train"]["real_split"] == "train"

@@ -188,18 +188,28 @@ def model_output(model: torch.nn.Module, case: Case) -> np.ndarray:
     return spectral.from_channels(pred.numpy())
 
 
-def score(model: torch.nn.Module, cases: list[Case], oracle: bool = False) -> dict:
-    """Mean ΔSI-SDR per kind and per row of one model pass over every case (and the oracle mask's, if asked)."""
+def score(model: torch.nn.Module, cases: list[Case], oracle: bool = False, scales: tuple[float, ...] = ()) -> dict:
+    """Mean ΔSI-SDR per kind and per row of one model pass over every case (and the oracle mask's, if asked).
+
+    With ``scales``, also of the input plus each factor times the model's correction (``scaled``): where a factor
+    below 1 scores higher, the model acts more strongly than those cases support, as a model does on material it
+    has fitted more confidently than it generalises."""
     model.eval()
     gains: dict[tuple[str, str], list[float]] = {}
     ceiling: dict[tuple[str, str], list[float]] = {}
+    scaled: dict[float, dict[tuple[str, str], list[float]]] = {factor: {} for factor in scales}
     with torch.no_grad():
         for case in cases:
-            gains.setdefault((case.kind, case.row), []).append(gain(model_output(model, case), case))
+            output = model_output(model, case)
+            gains.setdefault((case.kind, case.row), []).append(gain(output, case))
+            for factor in scales:
+                corrected = case.damaged + factor * (output - case.damaged)
+                scaled[factor].setdefault((case.kind, case.row), []).append(gain(corrected, case))
             if oracle:
                 ceiling.setdefault((case.kind, case.row), []).append(gain(oracle_spec(case), case))
     model.train()
-    return {"cases": len(cases), **_means(gains), **({"oracle": _means(ceiling)} if oracle else {})}
+    return {"cases": len(cases), **_means(gains), **({"oracle": _means(ceiling)} if oracle else {}),
+            **({"scaled": {str(f): _means(g) for f, g in scaled.items()}} if scales else {})}
 
 
 def main(
@@ -212,6 +222,8 @@ def main(
     real_split: str = typer.Option(None, help="Score only the real recordings' Spleeter pairs of this split, chosen "
                                    "as the val ones are: with train, how well a run fits the pairs it trains on, to "
                                    "tell underfitting (train no better than val) from a failure to generalise."),
+    correction_scales: str = typer.Option(None, help="Comma-separated factors, e.g. 0.5,0.75: also score the input "
+                                          "plus each factor times the model's correction (see score)."),
     out: Path = typer.Option(None, help="Also write the scores here as JSON."),
 ) -> None:
     """Score CHECKPOINT on the val set as training does (with the oracle mask's scores beside it)."""
@@ -219,8 +231,9 @@ def main(
     if gate_bias is not None:
         model.set_gate_bias(gate_bias)
     cases = real_cases(recordings, split=real_split) if real_split else ValSet(corpus, spleeter, recordings).cases()
+    scales = tuple(float(f) for f in correction_scales.split(",")) if correction_scales else ()
     scores = {"checkpoint": str(checkpoint), "gate_bias": gate_bias, "real_split": real_split,
-              **score(model, cases, oracle=True)}
+              **score(model, cases, oracle=True, scales=scales)}
     typer.echo(json.dumps(scores, indent=1))
     if out is not None:
         write_text_atomic(out, json.dumps(scores, indent=1))
