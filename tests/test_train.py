@@ -385,6 +385,8 @@ def test_validate_scores_the_real_pairs_of_the_split_it_is_asked_for(tmp_path):
                       gate_bias=None, real_split=split, correction_scales=None, out=out)
         scores[split] = json.loads(out.read_text())
     assert [scores[split]["cases"] for split in ("train", "val")] == [2, 2]
+    assert [c["row"] for c in scores["val"]["per_case"]] == ["Real Spleeter vocals", "Real Spleeter accompaniment"]
+    assert all(c["oracle"] > 3 for c in scores["val"]["per_case"]), "each case's own oracle gain, as in the means"
     assert scores["train"]["real_split"] == "train"
     assert scores["train"]["oracle"]["real"] < 0 < 3 < scores["val"]["oracle"]["real"]
 

@@ -188,8 +188,10 @@ def model_output(model: torch.nn.Module, case: Case) -> np.ndarray:
     return spectral.from_channels(pred.numpy())
 
 
-def score(model: torch.nn.Module, cases: list[Case], oracle: bool = False, scales: tuple[float, ...] = ()) -> dict:
-    """Mean ΔSI-SDR per kind and per row of one model pass over every case (and the oracle mask's, if asked).
+def score(model: torch.nn.Module, cases: list[Case], oracle: bool = False, scales: tuple[float, ...] = (),
+          per_case: bool = False) -> dict:
+    """Mean ΔSI-SDR per kind and per row of one model pass over every case (and the oracle mask's, if asked; with
+    ``per_case``, each case's own gain too, since with a few mixes one case can carry or sink a mean).
 
     With ``scales``, also of the input plus each factor times the model's correction (``scaled``): where a factor
     below 1 scores higher, the model acts more strongly than those cases support, as a model does on material it
@@ -198,18 +200,23 @@ def score(model: torch.nn.Module, cases: list[Case], oracle: bool = False, scale
     gains: dict[tuple[str, str], list[float]] = {}
     ceiling: dict[tuple[str, str], list[float]] = {}
     scaled: dict[float, dict[tuple[str, str], list[float]]] = {factor: {} for factor in scales}
+    each = []
     with torch.no_grad():
         for case in cases:
             output = model_output(model, case)
             gains.setdefault((case.kind, case.row), []).append(gain(output, case))
+            each.append({"song": case.song, "row": case.row, "level": round(case.level, 3),
+                         "gain": round(gains[case.kind, case.row][-1], 3)})
             for factor in scales:
                 corrected = case.damaged + factor * (output - case.damaged)
                 scaled[factor].setdefault((case.kind, case.row), []).append(gain(corrected, case))
             if oracle:
                 ceiling.setdefault((case.kind, case.row), []).append(gain(oracle_spec(case), case))
+                each[-1]["oracle"] = round(ceiling[case.kind, case.row][-1], 3)
     model.train()
     return {"cases": len(cases), **_means(gains), **({"oracle": _means(ceiling)} if oracle else {}),
-            **({"scaled": {str(f): _means(g) for f, g in scaled.items()}} if scales else {})}
+            **({"scaled": {str(f): _means(g) for f, g in scaled.items()}} if scales else {}),
+            **({"per_case": each} if per_case else {})}
 
 
 def main(
@@ -233,7 +240,7 @@ def main(
     cases = real_cases(recordings, split=real_split) if real_split else ValSet(corpus, spleeter, recordings).cases()
     scales = tuple(float(f) for f in correction_scales.split(",")) if correction_scales else ()
     scores = {"checkpoint": str(checkpoint), "gate_bias": gate_bias, "real_split": real_split,
-              **score(model, cases, oracle=True, scales=scales)}
+              **score(model, cases, oracle=True, scales=scales, per_case=True)}
     typer.echo(json.dumps(scores, indent=1))
     if out is not None:
         write_text_atomic(out, json.dumps(scores, indent=1))
