@@ -325,12 +325,14 @@ def test_sampler_draws_additive_bleed_at_the_documented_levels(tiny_corpus):
         assert np.allclose(example.mix, example.clean + (example.mix - example.clean))  # exact sum of the sources
 
 
-def _write_recordings(root, split: str, rng, estimate, index: int = 0) -> None:
-    """One mix of a real-recordings corpus in realcorpus's layout (a high tone as vocals, a low one as accompaniment),
-    with ``estimate(stems, name)`` as its Spleeter output."""
+def _write_recordings(root, split: str, rng, estimate, index: int = 0, voice_until: float | None = None) -> None:
+    """One mix of a real-recordings corpus in realcorpus's layout (a high tone as vocals, a low one as accompaniment,
+    the vocals silent after ``voice_until`` seconds if given), with ``estimate(stems, name)`` as its Spleeter output."""
     entry = {"id": f"real-{split}-{index:04d}", "split": split, "duration_s": 2.0,
              "vocals": {"mode": "sung", "group": "a"}, "accompaniment": {"group": "b"}}
     stems = {"vocals": _tone(3000, 2, rng), "accompaniment": _tone(150, 2, rng)}
+    if voice_until is not None:
+        stems["vocals"][int(voice_until * spectral.SAMPLE_RATE):] = 0.0
     for folder, samples_of in ((root / "corpus" / split / entry["id"], lambda name: stems[name]),
                                (root / "spleeter" / split / entry["id"], lambda name: estimate(stems, name))):
         folder.mkdir(parents=True)
@@ -339,6 +341,23 @@ def _write_recordings(root, split: str, rng, estimate, index: int = 0) -> None:
     manifest = root / "corpus" / "manifest.json"
     songs = json.loads(manifest.read_text())["songs"] if manifest.exists() else []
     manifest.write_text(json.dumps({"songs": [*songs, entry]}))
+
+
+def test_break_cases_score_the_accompaniment_where_the_voice_is_silent(tmp_path):
+    """An instrumental stretch: the accompaniment is the whole mixture there, and Spleeter's estimate lacks some."""
+    def leaky(stems, name):  # each estimate fades its own stem out and keeps a quarter of the other one
+        fade = np.linspace(1.0, 0.2, len(stems[name]), dtype=np.float32)[:, None]
+        return fade * stems[name] + 0.25 * sum(v for k, v in stems.items() if k != name)
+
+    rng = np.random.default_rng(7)
+    _write_recordings(tmp_path / "real", "val", rng, leaky)  # voice throughout: no case
+    _write_recordings(tmp_path / "real", "val", rng, leaky, index=1, voice_until=1.0)
+    cases = validate.break_cases(tmp_path / "real", seconds=0.5)
+    assert [(c.song, c.kind, c.row) for c in cases] == [("real-val-0001", "break",
+                                                         "Real Spleeter accompaniment, no voice")]
+    case = cases[0]
+    assert np.allclose(case.clean, case.mix, atol=1e-3), "no voice there: the true accompaniment is the mixture"
+    assert validate.gain(case.mix, case) > 6.0, "giving the mixture back is the fix"
 
 
 def test_val_cases_score_a_model_that_removes_bleed_above_one_that_does_nothing(tmp_path):

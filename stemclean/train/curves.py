@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import typer  # noqa: E402
 
 KINDS = {"spleeter": "real Spleeter pairs", "bleed": "additive bleed rows",
-         "real": "Spleeter pairs of real recordings"}
+         "real": "Spleeter pairs of real recordings", "break": "real recordings' voice-free stretches (accompaniment)"}
 
 
 def val_points(run: Path) -> list[dict]:

@@ -2,7 +2,8 @@
 
 It mirrors the benchmark's cases on the val split (never test): each val song's real Spleeter vocals and
 accompaniment, three additive-bleed rows made from the song's own stems, and, where the real-recordings corpus is
-made, the Spleeter pairs of its first val mixes (real voices over real music: the kind of material users bring).
+made, the Spleeter pairs of its first val mixes (real voices over real music: the kind of material users bring) and
+Spleeter's accompaniment over stretches of them without voice (kind ``break``: intros, breaks and outros).
 One excerpt per song and case, channel 0, one sampler step at the start level the engine estimates, scored as ΔSI-SDR
 against the true stem. It is a cheap proxy for ``benchmarks.quality --split val``, cheap enough to run every few hundred steps
 of a long run. ``python -m stemclean.train.validate CHECKPOINT`` scores one checkpoint the same way.
@@ -42,6 +43,8 @@ BLEED_ROWS = (
 _SILENT_SHARE = 1e-3  # a stem with less than this share of the excerpt's mixture energy is not scored
 # Real-recording val mixes scored: enough speakers and soundtracks to average over, few enough to keep a val pass short.
 REAL_MIXES = 8
+BREAK_MIXES = 8  # real mixes whose voice-free stretch is scored (break_cases)
+_VOICE_FREE = 1e-4  # an excerpt whose voice has less than this share (-40 dB) of the music's energy has no voice
 
 
 def _energy(spec: np.ndarray) -> float:
@@ -112,20 +115,60 @@ def real_cases(recordings: Path, seconds: float = VAL_SECONDS, split: str = "val
     for pair in _real_val_pairs(recordings, split):
         whole = realcorpus.mixture(pair)  # (samples, 2): read once, for the level and the excerpt
         start = max(0, len(whole) // 2 - segment // 2)
-        mix = spectral.stft(whole[start : start + segment, :1].T)
-        whole_mix = audio.array_source(whole.T, spectral.SAMPLE_RATE)
+        cases += _pair_cases(pair, whole, start, segment, SPLEETER_STEMS, "real", "Real Spleeter {}")
+    return cases
 
-        def read(path: Path) -> np.ndarray:
-            return sf.read(str(path), start=start, stop=start + segment, dtype="float32", always_2d=True)[0][:, :1].T
 
-        for stem in SPLEETER_STEMS:
-            clean = spectral.stft(read(pair[stem]))
-            if _energy(clean) < _SILENT_SHARE * _energy(mix):
-                continue
-            estimate = pair[f"spleeter_{stem}"]
-            level = engine.estimate_level(audio.file_source(estimate), whole_mix)
-            cases.append(Case(pair["id"], "real", f"Real Spleeter {stem}", spectral.stft(read(estimate)), mix, clean,
-                              level, stem_index(stem)))
+def break_cases(recordings: Path, seconds: float = VAL_SECONDS, split: str = "val") -> list[Case]:
+    """Spleeter's accompaniment over a stretch without voice (an intro, a break, an outro) of the first BREAK_MIXES
+    finished ``split`` mixes that have one, by id.
+
+    There the true accompaniment is the whole mixture, and Spleeter has often put some of the music in its vocals: a
+    model must give it back, not take more (stage 15's weights lost several dB on such a stretch where v1 gained,
+    and the middles that real_cases scores never fall in one)."""
+    cases = []
+    segment = int(seconds * spectral.SAMPLE_RATE)
+    pairs = realcorpus.load_pairs(recordings, split)
+    for pair in realcorpus.first_separated(pairs, len(pairs)):
+        vocals = sf.read(pair["vocals"], dtype="float32", always_2d=True)[0]
+        whole = realcorpus.mixture(pair)
+        if len(whole) < segment:
+            continue
+        voice, music = (_window_energy(x, segment) for x in (vocals, whole - vocals))
+        start = int(np.argmin(voice / np.maximum(music, 1e-20)))
+        if voice[start] < _VOICE_FREE * music[start]:
+            cases += _pair_cases(pair, whole, start, segment, ("accompaniment",), "break",
+                                 "Real Spleeter accompaniment, no voice")
+        if len(cases) >= BREAK_MIXES:
+            break
+    return cases
+
+
+def _window_energy(audio: np.ndarray, length: int) -> np.ndarray:
+    """Energy of every ``length``-sample window of (samples, channels) audio, by its start (running sums, float64)."""
+    sums = np.concatenate([[0.0], np.cumsum(np.sum(audio.astype(np.float64) ** 2, axis=1))])
+    return sums[length:] - sums[:-length]
+
+
+def _pair_cases(pair: dict, whole: np.ndarray, start: int, segment: int, stems: tuple[str, ...], kind: str,
+                row: str) -> list[Case]:
+    """Cases of a real pair's excerpt at ``start``, one per stem that is not silent there, the first channel only,
+    at the level the engine estimates for the whole file."""
+    mix = spectral.stft(whole[start : start + segment, :1].T)
+    whole_mix = audio.array_source(whole.T, spectral.SAMPLE_RATE)
+
+    def read(path: Path) -> np.ndarray:
+        return sf.read(str(path), start=start, stop=start + segment, dtype="float32", always_2d=True)[0][:, :1].T
+
+    cases = []
+    for stem in stems:
+        clean = spectral.stft(read(pair[stem]))
+        if _energy(clean) < _SILENT_SHARE * _energy(mix):
+            continue
+        estimate = pair[f"spleeter_{stem}"]
+        level = engine.estimate_level(audio.file_source(estimate), whole_mix)
+        cases.append(Case(pair["id"], kind, row.format(stem), spectral.stft(read(estimate)), mix, clean, level,
+                          stem_index(stem)))
     return cases
 
 
@@ -144,7 +187,8 @@ class ValSet:
         real = self._real_ids()
         if (key, real) != self._key:
             self._key = key, real
-            self._cases = val_cases(self.corpus, self.spleeter) + (real_cases(self.recordings) if real else [])
+            self._cases = val_cases(self.corpus, self.spleeter) + (
+                real_cases(self.recordings) + break_cases(self.recordings) if real else [])
         return self._cases
 
     def _real_ids(self) -> tuple[str, ...]:
@@ -237,7 +281,8 @@ def main(
     model, _ = load_checkpoint(checkpoint)
     if gate_bias is not None:
         model.set_gate_bias(gate_bias)
-    cases = real_cases(recordings, split=real_split) if real_split else ValSet(corpus, spleeter, recordings).cases()
+    cases = (real_cases(recordings, split=real_split) + break_cases(recordings, split=real_split) if real_split
+             else ValSet(corpus, spleeter, recordings).cases())
     scales = tuple(float(f) for f in correction_scales.split(",")) if correction_scales else ()
     scores = {"checkpoint": str(checkpoint), "gate_bias": gate_bias, "real_split": real_split,
               **score(model, cases, oracle=True, scales=scales, per_case=True)}
