@@ -248,19 +248,20 @@ def score(model: torch.nn.Module, cases: list[Case], oracle: bool = False, scale
     with torch.no_grad():
         for case in cases:
             output = model_output(model, case)
-            gains.setdefault((case.kind, case.row), []).append(gain(output, case))
-            each.append({"song": case.song, "row": case.row, "level": round(case.level, 3),
-                         "gain": round(gains[case.kind, case.row][-1], 3)})
+            record = {"song": case.song, "row": case.row, "level": round(case.level, 3), "gain": gain(output, case)}
+            gains.setdefault((case.kind, case.row), []).append(record["gain"])
             for factor in scales:
                 corrected = case.damaged + factor * (output - case.damaged)
                 scaled[factor].setdefault((case.kind, case.row), []).append(gain(corrected, case))
             if oracle:
-                ceiling.setdefault((case.kind, case.row), []).append(gain(oracle_spec(case), case))
-                each[-1]["oracle"] = round(ceiling[case.kind, case.row][-1], 3)
+                record["oracle"] = gain(oracle_spec(case), case)
+                ceiling.setdefault((case.kind, case.row), []).append(record["oracle"])
+            each.append(record)
     model.train()
     return {"cases": len(cases), **_means(gains), **({"oracle": _means(ceiling)} if oracle else {}),
             **({"scaled": {str(f): _means(g) for f, g in scaled.items()}} if scales else {}),
-            **({"per_case": each} if per_case else {})}
+            **({"per_case": [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in each]}
+               if per_case else {})}
 
 
 def main(
