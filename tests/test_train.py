@@ -360,6 +360,23 @@ def test_break_cases_score_the_accompaniment_where_the_voice_is_silent(tmp_path)
     assert validate.gain(case.mix, case) > 6.0, "giving the mixture back is the fix"
 
 
+def test_val_gain_ignores_changes_no_one_can_hear_and_counts_audible_ones():
+    """An estimate already within 60 dB of the truth that a model leaves at 45 dB has lost nothing audible."""
+    rng = np.random.default_rng(11)
+    clean = _tone(440, 2, rng)[:, 0]
+    noise = rng.standard_normal(clean.shape).astype(np.float32)
+
+    def at(sdr_db):  # the true stem plus noise sdr_db below it, as a spectrum
+        scale = np.sqrt(np.sum(clean ** 2) / np.sum(noise ** 2) * 10 ** (-sdr_db / 10))
+        return spectral.stft((clean + scale * noise)[None])
+
+    def case(damaged):
+        return validate.Case("s", "break", "row", damaged, at(np.inf), at(np.inf), 0.5, 0)
+
+    assert validate.gain(at(45), case(at(60))) == 0.0
+    assert validate.gain(at(10), case(at(20))) == pytest.approx(-10.0, abs=0.5)
+
+
 def test_val_cases_score_a_model_that_removes_bleed_above_one_that_does_nothing(tmp_path):
     corpus = _write_corpus(tmp_path / "corpus", "val")
     # a real recording whose Spleeter estimates carry a quarter of the other stem: bleed, like the rows above
