@@ -528,6 +528,24 @@ def test_sampler_draws_real_recordings_with_their_spleeter_pairs(tiny_corpus, tm
         assert peaks == tones, "the mixture is the drawn stem plus the other one"
 
 
+def test_sampler_draws_the_share_of_real_pairs_it_is_asked_for_from_stretches_without_voice(tiny_corpus, tmp_path):
+    """--break-fraction 1: every Spleeter pair comes from where the voice is silent, from whichever mix has such a
+    stretch; a pair there is either silent vocals or an accompaniment that is the whole mixture."""
+    root = tmp_path / "real"
+    _write_recordings(root, "train", np.random.default_rng(5), lambda stems, name: 0.5 * stems[name])
+    _write_recordings(root, "train", np.random.default_rng(6), lambda stems, name: 0.5 * stems[name], index=1,
+                      voice_until=0.8)
+
+    def voice_free(example):
+        energy = [np.vdot(x, x).real for x in (example.clean, example.mix - example.clean, example.mix)]
+        return min(energy[:2]) < 1e-4 * energy[2]
+
+    for fraction, expected in ((1.0, {True}), (0.0, {True, False})):
+        sampler = sampling.CorpusSampler(tiny_corpus, None, "train", seed=8, real_fraction=1.0, segment_seconds=0.5,
+                                         recordings=root, recordings_fraction=1.0, break_fraction=fraction)
+        assert {voice_free(sampler.draw()) for _ in range(12)} == expected
+
+
 def test_random_equaliser_is_smooth_and_bounded():
     rng = np.random.default_rng(0)
     curves = np.stack([20 * np.log10(sampling.random_equaliser(rng, 6.0)[:, 0]) for _ in range(50)])

@@ -85,7 +85,7 @@ def bleed_db(pred: torch.Tensor, target: torch.Tensor, mix: torch.Tensor) -> tor
 
 # Settings a checkpoint records beside its plan, so the model card can say how each stage was trained.
 RECIPE_KEYS = ("real_fraction", "bleed_weight", "sdr_weight", "bleed_fraction", "segment_seconds", "bf16",
-               "recordings_fraction", "real_eq_db", "ema")
+               "recordings_fraction", "real_eq_db", "ema", "break_fraction")
 
 
 def total_loss(terms: dict[str, torch.Tensor], bleed_weight: float = 0.01, sdr_weight: float = 0.01) -> torch.Tensor:
@@ -209,6 +209,8 @@ def main(
     real_eq_db: float = typer.Option(0.0, help="Pass each real Spleeter pair (estimate, mixture and true stem alike) "
                                      "through a random smooth equaliser of up to this many dB: new timbres that keep "
                                      "the separator's mask (sampler.random_equaliser)."),
+    break_fraction: float = typer.Option(0.0, help="Share of the real recordings' Spleeter pairs drawn from a stretch "
+                                         "without voice (sampler.CorpusSampler._voice_free_start)."),
     ema: float = typer.Option(0.0, help="Keep a moving average of the weights with this decay per step (e.g. 0.999; "
                               "0 off): val scores and checkpoints' model use it, and the raw weights are logged "
                               "beside it as val_raw."),
@@ -267,7 +269,8 @@ def main(
                             real_fraction=real_fraction, stereo=model.stereo, bleed_fraction=bleed_fraction,
                             segment_seconds=segment_seconds, songs=tuple(songs.split(",")) if songs else None,
                             recordings=recordings, recordings_fraction=recordings_fraction,
-                            level_cache=run / "levels.jsonl", real_mixes=real_mixes, real_eq_db=real_eq_db)
+                            level_cache=run / "levels.jsonl", real_mixes=real_mixes, real_eq_db=real_eq_db,
+                            break_fraction=break_fraction)
     average = weight_average(model, ema, saved)
     examples_per_step = batch_size // 2 if model.stereo else batch_size
     batches = iter(torch.utils.data.DataLoader(BatchStream(sampler, examples_per_step), batch_size=None,
@@ -275,7 +278,7 @@ def main(
                                                persistent_workers=workers > 0))
     val_set = validate.ValSet(corpus, spleeter, recordings)
     recipe = dict(zip(RECIPE_KEYS, (real_fraction, bleed_weight, sdr_weight, bleed_fraction, segment_seconds, bf16,
-                                    recordings_fraction, real_eq_db, ema), strict=True))
+                                    recordings_fraction, real_eq_db, ema, break_fraction), strict=True))
     rng = np.random.default_rng(seed + 7)
     log = (run / "log.jsonl").open("a")
 

@@ -148,6 +148,20 @@ def mixture(pair: dict, start: int = 0, stop: int | None = None) -> np.ndarray:
     return sum(sf.read(pair[stem], start=start, stop=stop, dtype="float32", always_2d=True)[0] for stem in STEMS)
 
 
+# A stretch whose voice has less than this share (-40 dB) of the music's energy has no voice: an intro, a break, an
+# outro, where the true accompaniment is the whole mixture.
+VOICE_FREE = 1e-4
+
+
+def voice_share(vocals: np.ndarray, music: np.ndarray, length: int) -> np.ndarray:
+    """The voice's energy over the music's in every window of ``length`` samples (all channels), by first sample."""
+    def window_energy(signal: np.ndarray) -> np.ndarray:
+        sums = np.concatenate([[0.0], np.cumsum(np.sum(signal.astype(np.float64) ** 2, axis=1))])
+        return sums[length:] - sums[:-length]
+
+    return window_energy(vocals) / np.maximum(window_energy(music), 1e-20)
+
+
 def _write_manifest(out: Path, entries: dict[str, dict], seed: int) -> None:
     hours = {s: round(sum(e["duration_s"] for e in entries.values() if e["split"] == s) / 3600, 3) for s in songs.SPLITS}
     packages = {name: {"role": p.role, "licence": p.licence, "copyright": p.copyright}

@@ -36,6 +36,7 @@ from stemclean.train.separators import SPLEETER_STEMS
 LADDER_STEMS = ("vocals", "drums", "bass", "other", "accompaniment")
 CORPUS_STEMS = ("vocals", "drums", "bass", "other")
 _SILENT_RMS = 1e-4
+_VOICE_FREE_GRID = 2048  # samples between the voice-free starts a pair keeps (CorpusSampler._voice_free_start)
 _REMIX_GAIN_DB = 6.0  # the others' level is moved by up to this much either way when remixed
 _EQ_LOWEST_HZ = 20.0
 
@@ -105,8 +106,10 @@ class CorpusSampler:
                  clean_fraction: float = 0.05, stereo: bool = False, bleed_fraction: float = 0.0,
                  segment_seconds: float = 2.0, songs: tuple[str, ...] | None = None, recordings: Path | None = None,
                  recordings_fraction: float = 0.0, level_cache: Path | None = None, real_mixes: int | None = None,
-                 real_eq_db: float = 0.0):
+                 real_eq_db: float = 0.0, break_fraction: float = 0.0):
         self.corpus, self.spleeter_root, self.split, self.stereo = corpus, spleeter, split, stereo
+        # this share of the real recordings' Spleeter pairs is drawn from a stretch without voice, where they have one
+        self.break_fraction, self._voice_free = break_fraction, {}
         # real pairs through a random_equaliser of up to this many dB; its own generator, so every other draw is the
         # same with it or without it
         self.real_eq_db, self.eq_rng = real_eq_db, np.random.default_rng([seed, 1])
@@ -240,7 +243,11 @@ class CorpusSampler:
         separated = bool(self.separated) and rng.random() < self.real_fraction
         candidates = self.separated if separated else self.recordings
         pair = candidates[rng.integers(len(candidates))]
-        start = int(rng.integers(0, max(1, self._length(pair["vocals"]) - self.segment)))
+        start = None
+        if separated and rng.random() < self.break_fraction:
+            pair, start = self._voice_free_start(pair)
+        if start is None:
+            start = int(rng.integers(0, max(1, self._length(pair["vocals"]) - self.segment)))
         channels = self._channels()
         stem = str(rng.choice(SPLEETER_STEMS))
         other = SPLEETER_STEMS[1 - SPLEETER_STEMS.index(stem)]
@@ -257,6 +264,25 @@ class CorpusSampler:
         gain = 1.0 if source is pair else 10.0 ** (rng.uniform(-_REMIX_GAIN_DB, _REMIX_GAIN_DB) / 20.0)
         others = np.float32(gain) * self._read(source[other], source_start, channels)
         return self._synthetic(spectral.stft(clean), spectral.stft(others), stem, label)
+
+    def _voice_free_start(self, pair: dict, tries: int = 20) -> tuple[dict, int | None]:
+        """A Spleeter pair and a random start of a segment without voice in it (realcorpus.voice_share), trying
+        other pairs when this one has none; None as the start when none of ``tries`` pairs has one.
+
+        About one training segment in twenty-five falls in such a stretch by chance, where songs have intros, breaks
+        and outros far more often, and there a model must give back the music that Spleeter put in its vocals (the
+        ``break`` val kind). Each pair's voice-free starts are found once, on a coarse grid of starts.
+        """
+        for _ in range(tries):
+            if pair["id"] not in self._voice_free:
+                vocals, music = (sf.read(pair[stem], dtype="float32", always_2d=True)[0] for stem in SPLEETER_STEMS)
+                share = realcorpus.voice_share(vocals, music, self.segment)[::_VOICE_FREE_GRID]
+                self._voice_free[pair["id"]] = np.flatnonzero(share < realcorpus.VOICE_FREE) * _VOICE_FREE_GRID
+            starts = self._voice_free[pair["id"]]
+            if len(starts):
+                return pair, int(starts[self.rng.integers(len(starts))])
+            pair = self.separated[self.rng.integers(len(self.separated))]
+        return pair, None
 
     def _real_pair(self, estimate: np.ndarray, mix: np.ndarray, clean: np.ndarray, level: float,
                    label: int) -> Example:

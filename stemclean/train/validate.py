@@ -44,7 +44,6 @@ _SILENT_SHARE = 1e-3  # a stem with less than this share of the excerpt's mixtur
 # Real-recording val mixes scored: enough speakers and soundtracks to average over, few enough to keep a val pass short.
 REAL_MIXES = 8
 BREAK_MIXES = 8  # real mixes whose voice-free stretch is scored (break_cases)
-_VOICE_FREE = 1e-4  # an excerpt whose voice has less than this share (-40 dB) of the music's energy has no voice
 
 
 def _energy(spec: np.ndarray) -> float:
@@ -134,20 +133,14 @@ def break_cases(recordings: Path, seconds: float = VAL_SECONDS, split: str = "va
         whole = realcorpus.mixture(pair)
         if len(whole) < segment:
             continue
-        voice, music = (_window_energy(x, segment) for x in (vocals, whole - vocals))
-        start = int(np.argmin(voice / np.maximum(music, 1e-20)))
-        if voice[start] < _VOICE_FREE * music[start]:
+        share = realcorpus.voice_share(vocals, whole - vocals, segment)
+        start = int(np.argmin(share))
+        if share[start] < realcorpus.VOICE_FREE:
             cases += _pair_cases(pair, whole, start, segment, ("accompaniment",), "break",
                                  "Real Spleeter accompaniment, no voice")
         if len(cases) >= BREAK_MIXES:
             break
     return cases
-
-
-def _window_energy(audio: np.ndarray, length: int) -> np.ndarray:
-    """Energy of every ``length``-sample window of (samples, channels) audio, by its start (running sums, float64)."""
-    sums = np.concatenate([[0.0], np.cumsum(np.sum(audio.astype(np.float64) ** 2, axis=1))])
-    return sums[length:] - sums[:-length]
 
 
 def _pair_cases(pair: dict, whole: np.ndarray, start: int, segment: int, stems: tuple[str, ...], kind: str,
