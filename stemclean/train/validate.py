@@ -198,16 +198,19 @@ def oracle_spec(case: Case) -> np.ndarray:
     return stem_power / np.maximum(stem_power + resid_power, 1e-20) * case.mix
 
 
+def sdr(spec: np.ndarray, case: Case) -> float:
+    """SI-SDR of a spectrum against the case's true stem, on waveforms."""
+    length = spectral.HOP_LENGTH * (case.clean.shape[-1] - 1)
+    return si_sdr(spectral.istft(spec, length), spectral.istft(case.clean, length))
+
+
 def gain(estimate: np.ndarray, case: Case) -> float:
-    """ΔSI-SDR of an estimate's spectrum over the damaged input, both against the true stem, on waveforms, each
-    capped at the ladder's inaudible ``SDR_AT_ZERO``.
+    """ΔSI-SDR of an estimate's spectrum over the damaged input, each capped at the ladder's inaudible
+    ``SDR_AT_ZERO``.
 
     Spleeter's accompaniment over a voice-free stretch is often within 50-60 dB of the truth; a model that left it at
     45 dB read as a loss of many dB that no one can hear, and those cases set the ``break`` median."""
-    length = spectral.HOP_LENGTH * (case.clean.shape[-1] - 1)
-    truth = spectral.istft(case.clean, length)
-    output, damaged = (min(si_sdr(spectral.istft(spec, length), truth), schedule.SDR_AT_ZERO)
-                       for spec in (estimate, case.damaged))
+    output, damaged = (min(sdr(spec, case), schedule.SDR_AT_ZERO) for spec in (estimate, case.damaged))
     return output - damaged
 
 
@@ -248,6 +251,8 @@ def score(model: torch.nn.Module, cases: list[Case], oracle: bool = False, scale
         for case in cases:
             output = model_output(model, case)
             record = {"song": case.song, "row": case.row, "level": round(case.level, 3), "gain": gain(output, case)}
+            if per_case:  # where the input already was: a loss from 55 dB is not one from 15
+                record["input_sdr"] = sdr(case.damaged, case)
             gains.setdefault((case.kind, case.row), []).append(record["gain"])
             for factor in scales:
                 corrected = case.damaged + factor * (output - case.damaged)
