@@ -93,6 +93,7 @@ RUN=${RUN:-runs/v2q}
 # real Spleeter pairs drawn from stretches without voice (fit --break-fraction 0.2): about one training excerpt in
 # twenty-five fell in one by chance, and there stages 15 and 16 took music out of Spleeter's accompaniment instead of
 # giving it back (docs/TRAINING.md, "Stage 16's end"). Val every 200 steps: each pass costs about what 15 steps do.
+# Its plan was joint:6000; at step 500 it was cut to joint:3500 so that it anneals within the session and can be judged.
 PARENT=stemclean/models/stemclean-v2-stage16.pt
 SNAPSHOT=stemclean/models/stemclean-v2-stage17.pt
 
@@ -103,7 +104,7 @@ elif [ -e "$SNAPSHOT" ]; then
 else
     init=(--init "$PARENT")
 fi
-python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:6000 --lr 2e-4 \
+python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:3500 --lr 2e-4 \
     --segment-seconds 4 --batch-size 4 \
     --real-fraction 0.75 --bleed-fraction 0.6 --recordings-fraction 0.8 --real-eq-db 6 --consistency 0.2 \
     --bleed-weight 0.02 --sdr-weight 1.0 --ema 0.999 --break-fraction 0.2 --val-every "${VAL_EVERY:-200}" --save-every 25 \
