@@ -198,7 +198,7 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
                   band_mix=False, segment_seconds=2.0, bleed_fraction=0.3, bf16=False, val_every=0, workers=0,
                   resume_weights=None, snapshot=None, songs=None, real_mixes=None, recordings=None,
                   recordings_fraction=0.0, gate_bias=None, reset_control=False, grow_blocks=None,
-                  real_eq_db=0.0, ema=0.0)
+                  real_eq_db=0.0, ema=0.0, break_fraction=0.0)
     fit.main(plan="trunk:2,control:2", **common)
     first = torch.load(run / "last.pt", weights_only=False)
     assert (first["phase_index"], first["phase_step"]) == (1, 2)
@@ -225,7 +225,7 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     assert child["history"] == [{"plan": "trunk:2,control:2,joint:2", "run": str(shipped.parent), "steps": 6,
                                  "real_fraction": 0.3, "bleed_weight": 0.01, "sdr_weight": 0.01,
                                  "bleed_fraction": 0.3, "segment_seconds": 2.0, "bf16": False,
-                                 "recordings_fraction": 0.0, "real_eq_db": 0.0, "ema": 0.0}]
+                                 "recordings_fraction": 0.0, "real_eq_db": 0.0, "ema": 0.0, "break_fraction": 0.0}]
     assert child["examples"] == parent["examples"] + 2 * common["batch_size"]
     assert not torch.equal(child["model"]["zero_convs.0.weight"], parent["model"]["zero_convs.0.weight"])
 
@@ -435,7 +435,7 @@ def test_a_weights_only_snapshot_resumes_the_run_on_a_machine_without_it(tiny_co
                   sdr_weight=0.01, save_every=1, threads=1, seed=0, evidence=True, band_mix=True, segment_seconds=1.0,
                   bleed_fraction=0.5, bf16=False, val_every=0, workers=0, songs=None, real_mixes=None, recordings=None,
                   recordings_fraction=0.0, gate_bias=None, reset_control=False, grow_blocks=None,
-                  real_eq_db=0.0, ema=0.0)
+                  real_eq_db=0.0, ema=0.0, break_fraction=0.0)
     snapshot = tmp_path / "models" / "snapshot.pt"
     fit.main(run=tmp_path / "first", plan="trunk:2", resume_weights=None, snapshot=snapshot, **common)
     assert "optimizer" not in torch.load(snapshot, weights_only=False)
@@ -466,7 +466,8 @@ def test_a_weight_average_is_what_checkpoints_ship_and_a_resume_keeps_averaging(
                   bleed_weight=0.01, sdr_weight=0.01, save_every=1, threads=1, seed=0, evidence=True, band_mix=False,
                   segment_seconds=1.0, bleed_fraction=0.5, bf16=False, val_every=0, workers=0, resume_weights=None,
                   snapshot=None, songs=None, real_mixes=None, recordings=None, recordings_fraction=0.0,
-                  gate_bias=None, reset_control=False, grow_blocks=None, real_eq_db=0.0, ema=0.5)
+                  gate_bias=None, reset_control=False, grow_blocks=None, real_eq_db=0.0, ema=0.5,
+                  break_fraction=0.0)
     fit.main(plan="joint:2", **common)
     before = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     fit.main(plan="joint:3", **common)  # one more step, resumed from the checkpoint
