@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The standing training run of the v2 denoiser (issue 20), then its export. Rerun it to resume: fit continues from
-# $RUN/last.pt (runs/v2q, stage 17), or, on a machine without runs/, from the stage's committed weights-only snapshot.
+# $RUN/last.pt (runs/v2r, stage 18), or, on a machine without runs/, from the stage's committed weights-only snapshot.
 #   Stage 1 ran the ControlNet phases, trunk (stem only), control (trunk frozen), then joint; stages 2 and 3 (below)
 #   are long joint phases. The val set is scored every VAL_EVERY steps into the run's log.jsonl
-#   (python -m stemclean.train.curves runs/v2q benchmarks/results/curves/*.jsonl plots them; runs/ is not kept).
+#   (python -m stemclean.train.curves runs/v2r benchmarks/results/curves/*.jsonl plots them; runs/ is not kept).
 # The data come from scripts/make_data.sh. See docs/TRAINING.md for what each flag does and why.
 # THREADS=2: on a quiet machine two threads ran a step clearly faster than one (1.7x on the AMD EPYC machine of
 # 2026-12-06), and bf16 autocast gained 3% at two threads and 12% at one (python -m stemclean.train.throughput ->
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
-RUN=${RUN:-runs/v2q}
+RUN=${RUN:-runs/v2r}
 # Stage 1 (runs/v2, plan trunk:150,control:150,joint:30000, stopped at joint step 2375) left the de-bleed gate shut:
 # its bias never moved from -5, where its gradient is under 1% of the signal. Stage 2 (runs/v2b, this script as of
 # commit cc9b18c) started from stage 1's last weights with the gate's bias reset to -2; its bleed rows rose, but over
@@ -94,8 +94,11 @@ RUN=${RUN:-runs/v2q}
 # twenty-five fell in one by chance, and there stages 15 and 16 took music out of Spleeter's accompaniment instead of
 # giving it back (docs/TRAINING.md, "Stage 16's end"). Val every 200 steps: each pass costs about what 15 steps do.
 # Its plan was joint:6000; at step 500 it was cut to joint:3500 so that it anneals within the session and can be judged.
-PARENT=stemclean/models/stemclean-v2-stage16.pt
-SNAPSHOT=stemclean/models/stemclean-v2-stage17.pt
+# Stage 17 ended at 3500 (stemclean-v2-stage17.pt) with the real rows' val mean the highest yet, the accompaniment up and the
+#   vocals down from stage 16's end, and the voice-free (break) mean up (docs/TRAINING.md, "Stage 17").
+# Stage 18 (runs/v2r) goes on from its last weights with its recipe over joint:6000.
+PARENT=stemclean/models/stemclean-v2-stage17.pt
+SNAPSHOT=stemclean/models/stemclean-v2-stage18.pt
 
 if [ -e "$RUN/last.pt" ]; then
     init=()
@@ -104,7 +107,7 @@ elif [ -e "$SNAPSHOT" ]; then
 else
     init=(--init "$PARENT")
 fi
-python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:3500 --lr 2e-4 \
+python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:6000 --lr 2e-4 \
     --segment-seconds 4 --batch-size 4 \
     --real-fraction 0.75 --bleed-fraction 0.6 --recordings-fraction 0.8 --real-eq-db 6 --consistency 0.2 \
     --bleed-weight 0.02 --sdr-weight 1.0 --ema 0.999 --break-fraction 0.2 --val-every "${VAL_EVERY:-200}" --save-every 25 \
