@@ -204,14 +204,14 @@ def sdr(spec: np.ndarray, case: Case) -> float:
     return si_sdr(spectral.istft(spec, length), spectral.istft(case.clean, length))
 
 
-def gain(estimate: np.ndarray, case: Case) -> float:
+def gain(estimate: np.ndarray, case: Case, input_sdr: float | None = None) -> float:
     """ΔSI-SDR of an estimate's spectrum over the damaged input, each capped at the ladder's inaudible
-    ``SDR_AT_ZERO``.
+    ``SDR_AT_ZERO``; ``input_sdr`` is the input's :func:`sdr`, when the caller has it already.
 
     Spleeter's accompaniment over a voice-free stretch is often within 50-60 dB of the truth; a model that left it at
     45 dB read as a loss of many dB that no one can hear, and those cases set the ``break`` median."""
-    output, damaged = (min(sdr(spec, case), schedule.SDR_AT_ZERO) for spec in (estimate, case.damaged))
-    return output - damaged
+    damaged = sdr(case.damaged, case) if input_sdr is None else input_sdr
+    return min(sdr(estimate, case), schedule.SDR_AT_ZERO) - min(damaged, schedule.SDR_AT_ZERO)
 
 
 def _means(gains: dict[tuple[str, str], list[float]]) -> dict:
@@ -249,16 +249,17 @@ def score(model: torch.nn.Module, cases: list[Case], oracle: bool = False, scale
     each = []
     with torch.no_grad():
         for case in cases:
-            output = model_output(model, case)
-            record = {"song": case.song, "row": case.row, "level": round(case.level, 3), "gain": gain(output, case)}
+            output, input_sdr = model_output(model, case), sdr(case.damaged, case)
+            record = {"song": case.song, "row": case.row, "level": round(case.level, 3),
+                      "gain": gain(output, case, input_sdr)}
             if per_case:  # where the input already was: a loss from 55 dB is not one from 15
-                record["input_sdr"] = sdr(case.damaged, case)
+                record["input_sdr"] = input_sdr
             gains.setdefault((case.kind, case.row), []).append(record["gain"])
             for factor in scales:
                 corrected = case.damaged + factor * (output - case.damaged)
-                scaled[factor].setdefault((case.kind, case.row), []).append(gain(corrected, case))
+                scaled[factor].setdefault((case.kind, case.row), []).append(gain(corrected, case, input_sdr))
             if oracle:
-                record["oracle"] = gain(oracle_spec(case), case)
+                record["oracle"] = gain(oracle_spec(case), case, input_sdr)
                 ceiling.setdefault((case.kind, case.row), []).append(record["oracle"])
             each.append(record)
     model.train()
