@@ -217,13 +217,14 @@ def bleed_rows(truths) -> tuple[tuple, ...]:
     return tuple(row for row in BLEED_ROWS if row[1] in truths)
 
 
-def baseline_methods() -> dict[str, Method]:
-    """The classical cleaners, as functions of a case."""
-    plain = {name: baselines.BASELINES[name] for name in BASELINE_NAMES if name != "oracle"}
+def baseline_methods(names: tuple[str, ...] = BASELINE_NAMES) -> dict[str, Method]:
+    """The classical cleaners of ``names``, as functions of a case."""
+    plain = {name: baselines.BASELINES[name] for name in names if name != "oracle"}
     methods: dict[str, Method] = {
         name: (lambda case, clean=clean: clean(case.stem, case.mix, SAMPLE_RATE)) for name, clean in plain.items()
     }
-    methods["oracle"] = lambda case: baselines.oracle_irm(case.stem, case.mix, SAMPLE_RATE, case.truth)
+    if "oracle" in names:
+        methods["oracle"] = lambda case: baselines.oracle_irm(case.stem, case.mix, SAMPLE_RATE, case.truth)
     return methods
 
 
@@ -283,7 +284,8 @@ def results_name(split: str, real: bool = False) -> str:
 
 def run(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[float, ...], seed: int,
         max_songs: int | None, model: Path | None, steps: list[str], images: Path,
-        sources: tuple[str, ...] = SOURCE_ORDER, partial: report.Partial | None = None) -> dict:
+        sources: tuple[str, ...] = SOURCE_ORDER, partial: report.Partial | None = None,
+        baseline_names: tuple[str, ...] = BASELINE_NAMES) -> dict:
     """Score every method on every case of ``sources`` and draw the plots; returns the results to save. Cases that
     ``partial`` holds from a stopped run are not scored again, except the spectrogram's case (it needs the audio)."""
     real = is_real(corpus)
@@ -292,7 +294,7 @@ def run(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[
         raise ValueError(f"the corpus at {corpus} has no songs in split {split!r}")
     if unknown := set(sources) - set(SOURCE_ORDER):
         raise ValueError(f"unknown sources {sorted(unknown)}; choose from {', '.join(SOURCE_ORDER)}")
-    methods = baseline_methods() | (model_methods(model, steps) if model else {})
+    methods = baseline_methods(baseline_names) | (model_methods(model, steps) if model else {})
     # The before/after spectrogram shows real Spleeter vocals, or the strongest ladder level's vocals without them.
     showcase_rank = {("spleeter", "vocals"): 0, (f"ladder t={levels[-1]:g}", "vocals"): 1}
     rows, showcase = [], None
@@ -325,7 +327,7 @@ def run(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[
     return {
         "meta": report.provenance(),
         "config": {"corpus": "real" if real else "rendered", "split": split, "songs": [song.id for song in songs],
-                   "sources": list(sources), "excerpt_s": seconds, "levels": list(levels), "seed": seed,
+                   "sources": list(sources), "baselines": list(baseline_names), "excerpt_s": seconds, "levels": list(levels), "seed": seed,
                    "bleeds": [row[0] for row in bleed_rows([*songs[0].stems, "accompaniment"])],
                    "model": str(model) if model else None,
                    "model_sha256": hashlib.sha256(Path(model).read_bytes()).hexdigest() if model else None,
@@ -362,14 +364,15 @@ def _plot_methods(summary: list[dict], split: str, path: Path) -> Path:
 
 
 def _plot_showcase(case: Case, estimates: dict[str, np.ndarray], path: Path) -> Path:
-    """Log spectrograms of one case: input, the best cleaner's output, the oracle, and the truth."""
+    """Log spectrograms of one case: input, the best cleaner's output, the oracle (when scored), and the truth."""
     plt = report.pyplot()
 
     from stemclean.spectral import stft
 
     candidates = [m for m in estimates if m not in ("identity", "oracle")]
     best = max(candidates, key=lambda m: metrics.si_sdr(estimates[m], case.truth))
-    panels = [("input", case.stem), (best, estimates[best]), ("oracle IRM", estimates["oracle"]), ("truth", case.truth)]
+    oracle = [("oracle IRM", estimates["oracle"])] if "oracle" in estimates else []
+    panels = [("input", case.stem), (best, estimates[best]), *oracle, ("truth", case.truth)]
     excerpt = slice(0, min(case.truth.shape[1], 8 * SAMPLE_RATE))
     fig, axes = plt.subplots(1, len(panels), figsize=(14, 3.6), sharey=True)
     for ax, (title, audio) in zip(axes, panels):
@@ -620,6 +623,9 @@ def main(
     model: str = typer.Option("auto", help="stemclean model to score beside the baselines: a .onnx path, 'auto' (the "
                               "shipped or $STEMCLEAN_MODEL model, when there is one) or 'none'."),
     steps: str = typer.Option("1,2,4,auto", help="Sampler step counts for --model, comma-separated."),
+    baselines: bool = typer.Option(True, help="Score the classical cleaners and the oracle; without them only the "
+                                   "input and stemclean, which is all a model-swap rule compares and a fraction of the "
+                                   "time on many songs."),
     out: Path = typer.Option(None, help="Results folder (default benchmarks/results; docs/img for plots)."),
     smoke: bool = typer.Option(False, help="Run on a tiny synthetic corpus in a temporary folder (seconds)."),
 ) -> None:
@@ -641,7 +647,8 @@ def main(
     partial = None if smoke else report.Partial(name, results_dir)
     try:
         results = run(corpus, spleeter, split, seconds, level_values, seed, max_songs, model_path, step_values, images,
-                      tuple(s.strip() for s in sources.split(",")), partial)
+                      tuple(s.strip() for s in sources.split(",")), partial,
+                      BASELINE_NAMES if baselines else ("identity",))
     except (FileNotFoundError, ValueError, ModelError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from None

@@ -50,6 +50,18 @@ def test_every_source_and_method_is_scored(smoke):
     assert len(results["rows"]) == (2 + len(validate.BLEED_ROWS) + 4 + 4) * len(methods)
 
 
+def test_without_baselines_only_the_input_and_stemclean_are_scored(smoke):
+    _, tmp = smoke
+    corpus, spleeter = tmp / "corpus", tmp / "spleeter"
+    model = write_gain_model(tmp / "pass-only.onnx", stem_gain=1.0)
+    results = quality.run(corpus, spleeter, "test", 1.0, (0.5,), 0, None, model, ["auto"], tmp / "img-only",
+                          ("spleeter",), baseline_names=("identity",))
+    assert {r["method"] for r in results["rows"]} == {"identity", "stemclean@auto"}
+    assert results["config"]["baselines"] == ["identity"]
+    passed = _summary(results, "spleeter", "stemclean@auto")
+    assert passed["delta_si_sdr"] == pytest.approx(0.0, abs=0.05), "a pass-through model changes nothing"
+
+
 def test_inputs_score_what_they_were_made_to(smoke):
     results, _ = smoke
     # the ladder is calibrated on the excerpt it degrades, and a clean stem is a perfect copy

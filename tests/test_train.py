@@ -358,6 +358,10 @@ def test_break_cases_score_the_accompaniment_where_the_voice_is_silent(tmp_path)
     case = cases[0]
     assert np.allclose(case.clean, case.mix, atol=1e-3), "no voice there: the true accompaniment is the mixture"
     assert validate.gain(case.mix, case) > 6.0, "giving the mixture back is the fix"
+    _write_recordings(tmp_path / "real", "val", rng, leaky, index=2, voice_until=1.0)
+    assert [c.song for c in validate.break_cases(tmp_path / "real", seconds=0.5, mixes=2)] == [
+        "real-val-0001", "real-val-0002"], "more stretches when asked, one per mix that has one"
+    assert len(validate.break_cases(tmp_path / "real", seconds=0.5, mixes=1)) == 1
 
 
 def test_val_gain_ignores_changes_no_one_can_hear_and_counts_audible_ones():

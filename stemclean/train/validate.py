@@ -118,8 +118,9 @@ def real_cases(recordings: Path, seconds: float = VAL_SECONDS, split: str = "val
     return cases
 
 
-def break_cases(recordings: Path, seconds: float = VAL_SECONDS, split: str = "val") -> list[Case]:
-    """Spleeter's accompaniment over a stretch without voice (an intro, a break, an outro) of the first BREAK_MIXES
+def break_cases(recordings: Path, seconds: float = VAL_SECONDS, split: str = "val", mixes: int = BREAK_MIXES
+                ) -> list[Case]:
+    """Spleeter's accompaniment over a stretch without voice (an intro, a break, an outro) of the first ``mixes``
     finished ``split`` mixes that have one, by id.
 
     There the true accompaniment is the whole mixture, and Spleeter has often put some of the music in its vocals: a
@@ -138,7 +139,7 @@ def break_cases(recordings: Path, seconds: float = VAL_SECONDS, split: str = "va
         if share[start] < realcorpus.VOICE_FREE:
             cases += _pair_cases(pair, whole, start, segment, ("accompaniment",), "break",
                                  "Real Spleeter accompaniment, no voice")
-        if len(cases) >= BREAK_MIXES:
+        if len(cases) >= mixes:
             break
     return cases
 
@@ -281,13 +282,16 @@ def main(
                                    "tell underfitting (train no better than val) from a failure to generalise."),
     correction_scales: str = typer.Option(None, help="Comma-separated factors, e.g. 0.5,0.75: also score the input "
                                           "plus each factor times the model's correction (see score)."),
+    break_mixes: int = typer.Option(BREAK_MIXES, help="How many voice-free stretches to score with --real-split "
+                                    "(one per mix that has one); training's val scores the first BREAK_MIXES."),
     out: Path = typer.Option(None, help="Also write the scores here as JSON."),
 ) -> None:
     """Score CHECKPOINT on the val set as training does (with the oracle mask's scores beside it)."""
     model, _ = load_checkpoint(checkpoint)
     if gate_bias is not None:
         model.set_gate_bias(gate_bias)
-    cases = (real_cases(recordings, split=real_split) + break_cases(recordings, split=real_split) if real_split
+    cases = (real_cases(recordings, split=real_split) + break_cases(recordings, split=real_split, mixes=break_mixes)
+             if real_split
              else ValSet(corpus, spleeter, recordings).cases())
     scales = tuple(float(f) for f in correction_scales.split(",")) if correction_scales else ()
     scores = {"checkpoint": str(checkpoint), "gate_bias": gate_bias, "real_split": real_split,
