@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The standing training run of the v2 denoiser (issue 20), then its export. Rerun it to resume: fit continues from
+# The standing training run of the v2 denoiser (issue 20), then its export into the run's folder (a shipped model is
+# exported on its own, with its card: docs/TRAINING.md). Rerun it to resume: fit continues from
 # $RUN/last.pt (runs/v2r, stage 18), or, on a machine without runs/, from the stage's committed weights-only snapshot.
 #   Stage 1 ran the ControlNet phases, trunk (stem only), control (trunk frozen), then joint; stages 2 and 3 (below)
 #   are long joint phases. The val set is scored every VAL_EVERY steps into the run's log.jsonl
@@ -112,4 +113,4 @@ python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:6000 --lr 2
     --real-fraction 0.75 --bleed-fraction 0.6 --recordings-fraction 0.8 --real-eq-db 6 --consistency 0.2 \
     --bleed-weight 0.02 --sdr-weight 1.0 --ema 0.999 --break-fraction 0.2 --val-every "${VAL_EVERY:-200}" --save-every 25 \
     --snapshot "$SNAPSHOT" --threads "$THREADS"
-python -m stemclean.train.export "$RUN/last.pt" stemclean/models/stemclean-v2.onnx --weights "$SNAPSHOT"
+python -m stemclean.train.export "$RUN/last.pt" "$RUN/model.onnx" --weights "$SNAPSHOT"

@@ -30,7 +30,7 @@ MODEL_ENV = "STEMCLEAN_MODEL"
 # The shipped model, the one place that names it. It is package data, found through importlib.resources wherever pip
 # put the package; wheels install as plain files, so this is a path onnxruntime can open. Its card is the same name with
 # .json, and its torch weights (.pt, for training only) sit beside it in the repository.
-DEFAULT_MODEL = Path(str(resources.files("stemclean") / "models" / "stemclean-v1.onnx"))
+DEFAULT_MODEL = Path(str(resources.files("stemclean") / "models" / "stemclean-v2.onnx"))
 # Cores for one cleaning; batch jobs split them. On the CPU they run chunks side by side (see Model.ahead).
 DEFAULT_THREADS = 2
 OVERLAP = 86 * spectral.HOP_LENGTH  # ~1.0 s of crossfade between neighbouring chunks
