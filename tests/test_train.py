@@ -364,6 +364,19 @@ def test_break_cases_score_the_accompaniment_where_the_voice_is_silent(tmp_path)
     assert len(validate.break_cases(tmp_path / "real", seconds=0.5, mixes=1)) == 1
 
 
+def test_card_counts_the_real_mixes_and_the_pairs_made_of_them(tmp_path):
+    from stemclean.train.card import recordings_summary
+
+    rng = np.random.default_rng(5)
+    for index in range(2):
+        _write_recordings(tmp_path / "real", "train", rng, lambda stems, name: stems[name], index=index)
+    (tmp_path / "real" / "spleeter" / "train" / "real-train-0001" / "vocals.flac").unlink()  # still separating
+    splits = recordings_summary(tmp_path / "real")["splits"]
+    assert (splits["train"]["mixes"], splits["train"]["spleeter_pairs"]) == (2, 1)
+    assert splits["val"]["mixes"] == 0
+    assert recordings_summary(tmp_path / "absent") is None
+
+
 def test_val_gain_ignores_changes_no_one_can_hear_and_counts_audible_ones():
     """An estimate already within 60 dB of the truth that a model leaves at 45 dB has lost nothing audible."""
     rng = np.random.default_rng(11)

@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 
 from stemclean.files import write_text_atomic
+from stemclean.train import realcorpus
 from stemclean.train.corpus import load_manifest
 from stemclean.train.export import load_checkpoint
 from stemclean.train.fit import RECIPE_KEYS, parse_plan, steps_done
@@ -34,6 +35,26 @@ def corpus_summary(corpus: Path, spleeter: Path) -> dict:
         entry["minutes"] = round(entry["minutes"], 1)
     return {"corpus": str(corpus), "spleeter": str(spleeter), "splits": splits,
             "sources": sorted({song.get("source", "unknown") for song in songs})}
+
+
+def recordings_summary(recordings: Path) -> dict | None:
+    """Mixes, hours and finished Spleeter pairs per split of the real-recordings corpus, if it was made."""
+    if not (recordings / "corpus" / "manifest.json").exists():
+        return None
+    splits = {}
+    for split in ("train", "val", "test"):
+        pairs = realcorpus.load_pairs(recordings, split)
+        splits[split] = {"mixes": len(pairs), "hours": round(sum(p["duration_s"] for p in pairs) / 3600, 2),
+                         "spleeter_pairs": sum(p["spleeter_vocals"] is not None for p in pairs)}
+    return {"recordings": str(recordings), "splits": splits}
+
+
+def _overfit_result(overfit: Path) -> dict | None:
+    """The overfit check's headline: the share of the oracle mask's gain reached on the songs it was fitted to."""
+    if not overfit.exists():
+        return None
+    result = json.loads(overfit.read_text())
+    return {"file": str(overfit), **{k: result[k] for k in ("songs", "steps", "share_of_oracle", "bar")}}
 
 
 def _overall_metrics(quality: Path) -> list[dict]:
@@ -62,6 +83,9 @@ def main(
     corpus: Path = typer.Option(Path("data/corpus")),
     spleeter: Path = typer.Option(Path("data/spleeter")),
     quality: Path = typer.Option(Path("benchmarks/results/quality.json"), help="Benchmark results to quote, if present."),
+    recordings: Path = typer.Option(Path("data/real"), help="The real-recordings corpus it trained on, if any."),
+    overfit: Path = typer.Option(Path("benchmarks/results/overfit.json"), help="The overfit check's result to quote."),
+    curves: list[Path] = typer.Option([], help="Learning-curve plots of its training, to point the card at."),
 ) -> None:
     """Write MODEL's card as MODEL with a .json suffix."""
     net, state = load_checkpoint(checkpoint)
@@ -79,6 +103,9 @@ def main(
                      "wall_time_hours": round(state["wall_time"] / 3600, 2), "commit": state["commit"],
                      "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch CPU"},
         "data": corpus_summary(corpus, spleeter),
+        "real_recordings": recordings_summary(recordings),
+        "overfit_check": _overfit_result(overfit),
+        "learning_curves": [str(path) for path in curves],
         "metrics": _overall_metrics(quality) if quality.exists() else [],
         "metrics_source": str(quality) if quality.exists() else None,
     }
