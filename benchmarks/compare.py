@@ -5,7 +5,7 @@ margin. This pairs each case's ΔSI-SDR under model B with its own under model A
 stem with a 95% interval from resampling whole songs (a song's stems share its music, so they are not independent),
 the share of cases B wins, and how many it wins or loses by more than half a dB.
 
-    python -m benchmarks.compare A.json B.json [--method stemclean@auto]
+    python -m benchmarks.compare A.json B.json [--source spleeter] [--method stemclean@auto]
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ RESAMPLES = 2000
 AUDIBLE_DB = 0.5
 
 
-def case_gains(path: Path, method: str) -> dict[tuple[str, str, str], float]:
-    """ΔSI-SDR of ``method`` per (song, source, stem) in a benchmarks.quality results file."""
+def case_gains(path: Path, method: str, source: str = "spleeter") -> dict[tuple[str, str], float]:
+    """ΔSI-SDR of ``method`` per (song, stem) on the ``source`` cases of a benchmarks.quality results file."""
     rows = json.loads(path.read_text())["rows"]
-    return {(r["song"], r["source"], r["stem"]): r["delta_si_sdr"] for r in rows if r["method"] == method}
+    return {(r["song"], r["stem"]): r["delta_si_sdr"] for r in rows
+            if r["method"] == method and r["source"] == source}
 
 
 def paired(a: dict, b: dict, seed: int = 0) -> list[dict]:
@@ -33,10 +34,10 @@ def paired(a: dict, b: dict, seed: int = 0) -> list[dict]:
     if not common:
         raise ValueError("the two results share no case")
     rng = np.random.default_rng(seed)
-    stems = sorted({key[2] for key in common})
+    stems = sorted({key[1] for key in common})
     summary = []
     for stem in [*stems, "all"]:
-        keys = [key for key in common if stem in ("all", key[2])]
+        keys = [key for key in common if stem in ("all", key[1])]
         by_song: dict[str, list[float]] = {}
         for key in keys:
             by_song.setdefault(key[0], []).append(b[key] - a[key])
@@ -53,14 +54,15 @@ def paired(a: dict, b: dict, seed: int = 0) -> list[dict]:
 
 
 def main(first: Path, second: Path,
+         source: str = typer.Option("spleeter", help="The kind of case to compare (a quality run's sources)."),
          method: str = typer.Option("stemclean@auto", help="The method row to compare in both files.")) -> None:
-    """Compare SECOND's model against FIRST's on the cases both scored."""
+    """Compare SECOND's model against FIRST's on the cases of one source both scored."""
     try:
-        summary = paired(case_gains(first, method), case_gains(second, method))
+        summary = paired(case_gains(first, method, source), case_gains(second, method, source))
     except (OSError, ValueError, KeyError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"{second.name} against {first.name}, {method}: ΔSI-SDR difference in dB")
+    typer.echo(f"{second.name} against {first.name}, {method} on {source}: ΔSI-SDR difference in dB")
     for row in summary:
         low, high = row["interval_95"]
         typer.echo(f"{row['stem']:>14}: {row['mean_difference']:+.3f} [95% {low:+.3f}, {high:+.3f}] over "

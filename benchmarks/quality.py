@@ -327,7 +327,8 @@ def run(corpus: Path, spleeter: Path, split: str, seconds: float, levels: tuple[
     return {
         "meta": report.provenance(),
         "config": {"corpus": "real" if real else "rendered", "split": split, "songs": [song.id for song in songs],
-                   "sources": list(sources), "baselines": list(baseline_names), "excerpt_s": seconds, "levels": list(levels), "seed": seed,
+                   "sources": list(sources), "baselines": list(baseline_names), "excerpt_s": seconds,
+                   "levels": list(levels), "seed": seed,
                    "bleeds": [row[0] for row in bleed_rows([*songs[0].stems, "accompaniment"])],
                    "model": str(model) if model else None,
                    "model_sha256": hashlib.sha256(Path(model).read_bytes()).hexdigest() if model else None,

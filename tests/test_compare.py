@@ -12,6 +12,7 @@ def _results(path, gains):
     rows = [{"song": song, "source": "spleeter", "stem": stem, "method": "stemclean@auto", "delta_si_sdr": gain}
             for (song, stem), gain in gains.items()]
     rows.append({"song": "s0", "source": "spleeter", "stem": "vocals", "method": "identity", "delta_si_sdr": 0.0})
+    rows.append({"song": "s0", "source": "bleed", "stem": "vocals", "method": "stemclean@auto", "delta_si_sdr": 9.0})
     path.write_text(json.dumps({"rows": rows}))
     return path
 
