@@ -94,6 +94,13 @@ def summary(found: dict) -> list[str]:
         sources = ", ".join(card["data"].get("sources", []))
         lines.append(_line("data", f"{sum(s['songs'] for s in splits.values())} songs, {minutes:.0f} minutes",
                            [songs, f"rendered with {sources}" if sources else None]))
+    if card.get("real_recordings"):
+        splits = card["real_recordings"]["splits"]
+        lines.append(_line("real recordings", f"{sum(s['mixes'] for s in splits.values())} mixes, "
+                           f"{sum(s['hours'] for s in splits.values()):.1f} hours", [
+                               ", ".join(f"{name} {split['mixes']}" for name, split in splits.items()),
+                               f"{sum(s['spleeter_pairs'] for s in splits.values())} with Spleeter pairs",
+                           ]))
     headline = [m for m in card.get("metrics", []) if m.get("method") == HEADLINE_METHOD]
     if headline:
         lines.append(f"quality at --steps auto ({card.get('metrics_source') or 'model card'}):")

@@ -227,6 +227,8 @@ def test_info_summarises_the_card_and_json_has_all_of_it(tmp_path, gain_model):
         "size_mb": 1.5,
         "metrics": [{"source": "spleeter", "method": "stemclean@auto", "delta_si_sdr": 0.123456789, "sir": 16.6666,
                      "sar": 9.7225123}],
+        "real_recordings": {"splits": {"train": {"mixes": 30, "hours": 0.5, "spleeter_pairs": 25},
+                                       "val": {"mixes": 4, "hours": 0.06, "spleeter_pairs": 4}}},
     }
     gain_model.with_suffix(".json").write_text(json.dumps(card))
     result = _invoke("info", "--model", gain_model, "--json")
@@ -238,6 +240,7 @@ def test_info_summarises_the_card_and_json_has_all_of_it(tmp_path, gain_model):
     human = _invoke("info", "--model", gain_model).stdout
     assert "stemclean-test" in human and "1.5 MB" in human and f"auto picks {details['auto_provider']}" in human
     assert "spleeter: SI-SDR gain +0.12 dB, SIR 16.7 dB, SAR 9.7 dB" in human and "0.1234" not in human
+    assert "real recordings: 34 mixes, 0.6 hours (train 30, val 4; 29 with Spleeter pairs)" in human
     assert f"onnxruntime {details['versions']['onnxruntime']}" in human and "{" not in human
     missing = _invoke("info", "--model", tmp_path / "none.onnx")
     assert missing.exit_code == 0 and "(not found)" in missing.stdout
