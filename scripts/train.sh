@@ -97,7 +97,9 @@ RUN=${RUN:-runs/v2r}
 # Its plan was joint:6000; at step 500 it was cut to joint:3500 so that it anneals within the session and can be judged.
 # Stage 17 ended at 3500 (stemclean-v2-stage17.pt) with the real rows' val mean the highest yet, the accompaniment up and the
 #   vocals down from stage 16's end, and the voice-free (break) mean up (docs/TRAINING.md, "Stage 17").
-# Stage 18 (runs/v2r) goes on from its last weights with its recipe over joint:6000.
+# Stage 18 (runs/v2r) goes on from its last weights with its recipe over joint:6000. At step 3450, with rule 1 on 64
+#   mixes level with stage 17's end at step 2525 (docs/TRAINING.md), its plan was cut to joint:5000 so that it anneals
+#   within the session.
 PARENT=stemclean/models/stemclean-v2-stage17.pt
 SNAPSHOT=stemclean/models/stemclean-v2-stage18.pt
 
@@ -108,7 +110,7 @@ elif [ -e "$SNAPSHOT" ]; then
 else
     init=(--init "$PARENT")
 fi
-python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:6000 --lr 2e-4 \
+python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:5000 --lr 2e-4 \
     --segment-seconds 4 --batch-size 4 \
     --real-fraction 0.75 --bleed-fraction 0.6 --recordings-fraction 0.8 --real-eq-db 6 --consistency 0.2 \
     --bleed-weight 0.02 --sdr-weight 1.0 --ema 0.999 --break-fraction 0.2 --val-every "${VAL_EVERY:-200}" --save-every 25 \
