@@ -99,7 +99,8 @@ RUN=${RUN:-runs/v2r}
 #   vocals down from stage 16's end, and the voice-free (break) mean up (docs/TRAINING.md, "Stage 17").
 # Stage 18 (runs/v2r) goes on from its last weights with its recipe over joint:6000. At step 3450, with rule 1 on 64
 #   mixes level with stage 17's end at step 2525 (docs/TRAINING.md), its plan was cut to joint:5000 so that it anneals
-#   within the session.
+#   within the session. It ended there (stemclean-v2-stage18.pt; docs/TRAINING.md, "Stage 18's end"), with the
+#   lineage past issue 20's 30 training hours.
 PARENT=stemclean/models/stemclean-v2-stage17.pt
 SNAPSHOT=stemclean/models/stemclean-v2-stage18.pt
 
