@@ -45,11 +45,16 @@ MISSED = "below the bar"
 needs_model = pytest.mark.skipif(not MODEL.is_file(), reason=f"{MODEL} not shipped yet")
 
 
+def recorded_gain(source: str, key: str) -> float:
+    """The shipped model's gain on one example case (``key``: si_sdr or sir), as benchmarks.example recorded it."""
+    return example.gains(json.loads(RECORD.read_text()), source)[key]
+
+
 def misses_its_own_record(source: str, key: str, floor: float) -> pytest.MarkDecorator:
     """Where the shipped model's own record is below a floor (issue 20: v1 on both cases, v2 on the example's Spleeter
     vocals), its test is expected to fail, strictly, so the suite says so rather than passing or going red. Any other
     model under test ($STEMCLEAN_MODEL, the identity graph below included) is held to the bar as written."""
-    recorded = example.gains(json.loads(RECORD.read_text()), source)[key] if RECORD.is_file() else floor
+    recorded = recorded_gain(source, key) if RECORD.is_file() else floor
     return pytest.mark.xfail(engine.default_model_path() == MODEL and recorded < floor, strict=True,
                              reason=f"the shipped model's recorded {source} {key} gain is below {floor:g} dB (issue 20)")
 
@@ -77,7 +82,7 @@ def check_first_run_output(output: Path) -> None:
 
 def _bar(source: str, key: str, floor: float) -> tuple[float, str]:
     """The least gain a model must reach on one example case, and where that number comes from."""
-    recorded = example.gains(json.loads(RECORD.read_text()), source)[key]
+    recorded = recorded_gain(source, key)
     return max(recorded - TOLERANCE_DB, floor), (f"the shipped model's recorded {recorded:+.2f} dB in {RECORD.name} "
                                                   f"less {TOLERANCE_DB:g}, and at least {floor:g} dB")
 

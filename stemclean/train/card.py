@@ -17,6 +17,7 @@ import typer
 
 from stemclean.files import write_text_atomic
 from stemclean.train import realcorpus
+from stemclean.train.songs import SPLITS
 from stemclean.train.corpus import load_manifest
 from stemclean.train.export import load_checkpoint
 from stemclean.train.fit import RECIPE_KEYS, parse_plan, steps_done
@@ -42,7 +43,7 @@ def recordings_summary(recordings: Path) -> dict | None:
     if not (recordings / "corpus" / "manifest.json").exists():
         return None
     splits = {}
-    for split in ("train", "val", "test"):
+    for split in SPLITS:
         pairs = realcorpus.load_pairs(recordings, split)
         splits[split] = {"mixes": len(pairs), "hours": round(sum(p["duration_s"] for p in pairs) / 3600, 2),
                          "spleeter_pairs": sum(p["spleeter_vocals"] is not None for p in pairs)}
