@@ -17,10 +17,10 @@ import typer
 
 from stemclean.files import write_text_atomic
 from stemclean.train import realcorpus
-from stemclean.train.songs import SPLITS
 from stemclean.train.corpus import load_manifest
 from stemclean.train.export import load_checkpoint
 from stemclean.train.fit import RECIPE_KEYS, parse_plan, steps_done
+from stemclean.train.songs import SPLITS
 
 
 def corpus_summary(corpus: Path, spleeter: Path) -> dict:
