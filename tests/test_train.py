@@ -198,7 +198,7 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
                   band_mix=False, segment_seconds=2.0, bleed_fraction=0.3, bf16=False, val_every=0, workers=0,
                   resume_weights=None, snapshot=None, songs=None, real_mixes=None, recordings=None,
                   recordings_fraction=0.0, gate_bias=None, reset_control=False, grow_blocks=None,
-                  real_eq_db=0.0, ema=0.0, break_fraction=0.0)
+                  real_eq_db=0.0, ema=0.0, break_fraction=0.0, real_speed=0.0)
     fit.main(plan="trunk:2,control:2", **common)
     first = torch.load(run / "last.pt", weights_only=False)
     assert (first["phase_index"], first["phase_step"]) == (1, 2)
@@ -225,7 +225,8 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
     assert child["history"] == [{"plan": "trunk:2,control:2,joint:2", "run": str(shipped.parent), "steps": 6,
                                  "real_fraction": 0.3, "bleed_weight": 0.01, "sdr_weight": 0.01,
                                  "bleed_fraction": 0.3, "segment_seconds": 2.0, "bf16": False,
-                                 "recordings_fraction": 0.0, "real_eq_db": 0.0, "ema": 0.0, "break_fraction": 0.0}]
+                                 "recordings_fraction": 0.0, "real_eq_db": 0.0, "ema": 0.0, "break_fraction": 0.0,
+                                 "real_speed": 0.0}]
     assert child["examples"] == parent["examples"] + 2 * common["batch_size"]
     assert not torch.equal(child["model"]["zero_convs.0.weight"], parent["model"]["zero_convs.0.weight"])
 
@@ -452,7 +453,7 @@ def test_a_weights_only_snapshot_resumes_the_run_on_a_machine_without_it(tiny_co
                   sdr_weight=0.01, save_every=1, threads=1, seed=0, evidence=True, band_mix=True, segment_seconds=1.0,
                   bleed_fraction=0.5, bf16=False, val_every=0, workers=0, songs=None, real_mixes=None, recordings=None,
                   recordings_fraction=0.0, gate_bias=None, reset_control=False, grow_blocks=None,
-                  real_eq_db=0.0, ema=0.0, break_fraction=0.0)
+                  real_eq_db=0.0, ema=0.0, break_fraction=0.0, real_speed=0.0)
     snapshot = tmp_path / "models" / "snapshot.pt"
     fit.main(run=tmp_path / "first", plan="trunk:2", resume_weights=None, snapshot=snapshot, **common)
     assert "optimizer" not in torch.load(snapshot, weights_only=False)
@@ -484,7 +485,7 @@ def test_a_weight_average_is_what_checkpoints_ship_and_a_resume_keeps_averaging(
                   segment_seconds=1.0, bleed_fraction=0.5, bf16=False, val_every=0, workers=0, resume_weights=None,
                   snapshot=None, songs=None, real_mixes=None, recordings=None, recordings_fraction=0.0,
                   gate_bias=None, reset_control=False, grow_blocks=None, real_eq_db=0.0, ema=0.5,
-                  break_fraction=0.0)
+                  break_fraction=0.0, real_speed=0.0)
     fit.main(plan="joint:2", **common)
     before = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     fit.main(plan="joint:3", **common)  # one more step, resumed from the checkpoint
@@ -594,6 +595,32 @@ def test_an_equalised_real_pair_keeps_the_separators_mask(tiny_corpus, tmp_path)
                                        atol=1e-4 * np.abs(x).max())
         tilts.append(20 * np.log10(gains[0] / gains[1]))
     assert np.ptp(tilts) > 1.0, "the filter differs between the voice's and the accompaniment's bands, and by draw"
+
+
+def test_a_speed_changed_real_pair_still_adds_up_and_moves_in_pitch(tiny_corpus, tmp_path):
+    """--real-speed plays estimate, mixture and true stem alike faster or slower: the estimate keeps its share of the
+    true stem, and a tone comes out at another pitch from draw to draw."""
+    root = tmp_path / "real"
+    _write_recordings(root, "train", np.random.default_rng(5), lambda stems, name: 0.5 * stems[name])
+    options = dict(seed=6, real_fraction=1.0, segment_seconds=1.0, recordings=root, recordings_fraction=1.0)
+    plain = sampling.CorpusSampler(tiny_corpus, None, "train", **options)
+    changed = sampling.CorpusSampler(tiny_corpus, None, "train", real_speed=0.1, **options)
+    hz = np.arange(spectral.N_BINS) * spectral.SAMPLE_RATE / spectral.N_FFT
+    near_voice = (hz > 1500) & (hz < 6000)
+
+    def voice_pitch(example):  # the centroid around the 3 kHz tone that stands in for the vocals
+        power = (np.abs(example.mix) ** 2).sum(axis=(0, 2))[near_voice]
+        return float((hz[near_voice] * power).sum() / power.sum())
+
+    ratios = []
+    for _ in range(6):
+        a, b = plain.draw(), changed.draw()
+        assert b.mix.shape == a.mix.shape, "still one segment long"
+        np.testing.assert_allclose(b.damaged, 0.5 * b.clean, atol=1e-3 * np.abs(b.clean).max())
+        np.testing.assert_allclose(voice_pitch(a), 3000, rtol=0.01)
+        ratios.append(voice_pitch(b) / voice_pitch(a))
+    assert all(0.89 < ratio < 1.11 for ratio in ratios), "within the speed range"
+    assert np.ptp(ratios) > 0.03, "the pitch differs by draw"
 
 
 def test_sampler_can_draw_from_the_first_real_mixes_alone(tiny_corpus, tmp_path):

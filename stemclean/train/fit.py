@@ -85,7 +85,7 @@ def bleed_db(pred: torch.Tensor, target: torch.Tensor, mix: torch.Tensor) -> tor
 
 # Settings a checkpoint records beside its plan, so the model card can say how each stage was trained.
 RECIPE_KEYS = ("real_fraction", "bleed_weight", "sdr_weight", "bleed_fraction", "segment_seconds", "bf16",
-               "recordings_fraction", "real_eq_db", "ema", "break_fraction")
+               "recordings_fraction", "real_eq_db", "ema", "break_fraction", "real_speed")
 
 
 def total_loss(terms: dict[str, torch.Tensor], bleed_weight: float = 0.01, sdr_weight: float = 0.01) -> torch.Tensor:
@@ -211,6 +211,9 @@ def main(
                                      "the separator's mask (sampler.random_equaliser)."),
     break_fraction: float = typer.Option(0.0, help="Share of the real recordings' Spleeter pairs drawn from a stretch "
                                          "without voice (sampler.CorpusSampler._voice_free_start)."),
+    real_speed: float = typer.Option(0.0, help="Play each real recording's Spleeter pair (estimate, mixture and true "
+                                     "stem alike) up to this fraction faster or slower, pitch and tempo together "
+                                     "(sampler.CorpusSampler._speed_changed); 0 off."),
     ema: float = typer.Option(0.0, help="Keep a moving average of the weights with this decay per step (e.g. 0.999; "
                               "0 off): val scores and checkpoints' model use it, and the raw weights are logged "
                               "beside it as val_raw."),
@@ -270,7 +273,7 @@ def main(
                             segment_seconds=segment_seconds, songs=tuple(songs.split(",")) if songs else None,
                             recordings=recordings, recordings_fraction=recordings_fraction,
                             level_cache=run / "levels.jsonl", real_mixes=real_mixes, real_eq_db=real_eq_db,
-                            break_fraction=break_fraction)
+                            break_fraction=break_fraction, real_speed=real_speed)
     average = weight_average(model, ema, saved)
     examples_per_step = batch_size // 2 if model.stereo else batch_size
     batches = iter(torch.utils.data.DataLoader(BatchStream(sampler, examples_per_step), batch_size=None,
@@ -278,7 +281,7 @@ def main(
                                                persistent_workers=workers > 0))
     val_set = validate.ValSet(corpus, spleeter, recordings)
     recipe = dict(zip(RECIPE_KEYS, (real_fraction, bleed_weight, sdr_weight, bleed_fraction, segment_seconds, bf16,
-                                    recordings_fraction, real_eq_db, ema, break_fraction), strict=True))
+                                    recordings_fraction, real_eq_db, ema, break_fraction, real_speed), strict=True))
     rng = np.random.default_rng(seed + 7)
     log = (run / "log.jsonl").open("a")
 

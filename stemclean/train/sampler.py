@@ -12,7 +12,7 @@ Three kinds of example, mixed by share:
 Bleed and ladder examples are remixed (issue 20): the other sources come from a different song than the target stem
 half of the time, at a random gain and channel, so the number of distinct mixtures is effectively unlimited. Real
 pairs keep their own mixture, since that is what Spleeter separated; what can vary there is their timbre
-(:func:`random_equaliser`).
+(:func:`random_equaliser`) and their speed (:meth:`CorpusSampler._speed_changed`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import soxr
 import torch
 
 from stemclean import audio, engine, spectral
@@ -106,13 +107,15 @@ class CorpusSampler:
                  clean_fraction: float = 0.05, stereo: bool = False, bleed_fraction: float = 0.0,
                  segment_seconds: float = 2.0, songs: tuple[str, ...] | None = None, recordings: Path | None = None,
                  recordings_fraction: float = 0.0, level_cache: Path | None = None, real_mixes: int | None = None,
-                 real_eq_db: float = 0.0, break_fraction: float = 0.0):
+                 real_eq_db: float = 0.0, break_fraction: float = 0.0, real_speed: float = 0.0):
         self.corpus, self.spleeter_root, self.split, self.stereo = corpus, spleeter, split, stereo
         # this share of the real recordings' Spleeter pairs is drawn from a stretch without voice, where they have one
         self.break_fraction, self._voice_free = break_fraction, {}
         # real pairs through a random_equaliser of up to this many dB; its own generator, so every other draw is the
         # same with it or without it
         self.real_eq_db, self.eq_rng = real_eq_db, np.random.default_rng([seed, 1])
+        # the real recordings' pairs played up to this fraction faster or slower (_speed_changed); its own generator too
+        self.real_speed, self.speed_rng = real_speed, np.random.default_rng([seed, 2])
         # real voices over real music (stemclean.train.realcorpus), drawn this share of the time when there are any
         self.recordings_root, self.recordings_fraction = recordings, recordings_fraction
         self.only = songs  # draw from these songs alone (the overfit check); None: every song of the split
@@ -170,11 +173,13 @@ class CorpusSampler:
             self._frames[path] = sf.info(str(path)).frames
         return self._frames[path]
 
-    def _read(self, path: Path, start: int, channels: list[int]) -> np.ndarray:
-        data, _ = sf.read(str(path), start=start, stop=start + self.segment, dtype="float32", always_2d=True)
+    def _read(self, path: Path, start: int, channels: list[int], length: int | None = None) -> np.ndarray:
+        """``length`` samples (the segment's by default) of ``channels`` from ``start``, as [channels, samples]."""
+        length = length or self.segment
+        data, _ = sf.read(str(path), start=start, stop=start + length, dtype="float32", always_2d=True)
         data = data[:, [min(c, data.shape[1] - 1) for c in channels]].T  # [channels, samples]
-        if data.shape[1] < self.segment:  # a song shorter than the segment is padded with silence
-            data = np.pad(data, ((0, 0), (0, self.segment - data.shape[1])))
+        if data.shape[1] < length:  # a song shorter than the segment is padded with silence
+            data = np.pad(data, ((0, 0), (0, length - data.shape[1])))
         return data
 
     def _sum(self, song: Path, names: tuple[str, ...], start: int, channels: list[int]) -> np.ndarray:
@@ -252,13 +257,17 @@ class CorpusSampler:
         stem = str(rng.choice(SPLEETER_STEMS))
         other = SPLEETER_STEMS[1 - SPLEETER_STEMS.index(stem)]
         label = stem_index("unknown" if rng.random() < 0.1 else stem)
-        clean = self._read(pair[stem], start, channels)
         if separated:
+            speed = 1.0 + self.speed_rng.uniform(-self.real_speed, self.real_speed) if self.real_speed > 0 else 1.0
+            length = round(self.segment * speed)
             estimate = pair[f"spleeter_{stem}"]
-            mix = clean + self._read(pair[other], start, channels)
+            clean, rest, separated_stem = (self._read(path, start, channels, length)
+                                           for path in (pair[stem], pair[other], estimate))
             level = self._level(pair["id"], stem, estimate,  # as runtime_level: what the engine will estimate
                                 lambda: audio.array_source(realcorpus.mixture(pair).T, spectral.SAMPLE_RATE))
-            return self._real_pair(self._read(estimate, start, channels), mix, clean, level, label)
+            signals = (self._speed_changed(signal) for signal in (separated_stem, clean + rest, clean))
+            return self._real_pair(*signals, level, label)
+        clean = self._read(pair[stem], start, channels)
         source = pair if rng.random() < 0.5 else self.recordings[rng.integers(len(self.recordings))]
         source_start = start if source is pair else int(rng.integers(0, max(1, self._length(source[other]) - self.segment)))
         gain = 1.0 if source is pair else 10.0 ** (rng.uniform(-_REMIX_GAIN_DB, _REMIX_GAIN_DB) / 20.0)
@@ -283,6 +292,22 @@ class CorpusSampler:
                 return pair, int(starts[self.rng.integers(len(starts))])
             pair = self.separated[self.rng.integers(len(self.separated))]
         return pair, None
+
+    def _speed_changed(self, signal: np.ndarray) -> np.ndarray:
+        """``signal`` [channels, samples] resampled to the segment's length: played faster (longer reads) or slower.
+
+        A pair read over ``speed`` segments and squeezed into one is the song played ``speed`` times as fast, pitch
+        and tempo alike, as a turntable's pitch fader does: new keys, tempi and formants for the few soundtracks and
+        speakers the real mixes are made of. Estimate, mixture and true stem are resampled alike, so the mixture is
+        still the sum of the stems, and the estimate is still, nearly, a time-frequency mask on the mixture, warped
+        with it.
+        """
+        if signal.shape[1] == self.segment:
+            return signal
+        # soxr takes the two lengths as its rates: the read is played back in exactly one segment
+        resampled = soxr.resample(signal.T, signal.shape[1], self.segment).T
+        return np.ascontiguousarray(np.pad(resampled, ((0, 0), (0, max(0, self.segment - resampled.shape[1]))))
+                                    [:, :self.segment], dtype=np.float32)
 
     def _real_pair(self, estimate: np.ndarray, mix: np.ndarray, clean: np.ndarray, level: float,
                    label: int) -> Example:
