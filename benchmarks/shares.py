@@ -34,9 +34,10 @@ def _cell(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.clip(np.digitize(values, edges) - 1, 0, len(edges) - 2)
 
 
-def fit(cases) -> tuple[np.ndarray, np.ndarray]:
-    """(share, residual energy) per (agreement, quieter) cell, over ``cases`` of (stems, truths, mix)."""
-    model = engine.load_model(None)
+def fit(cases, model: engine.Model | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(share, residual energy) per (agreement, quieter) cell, over ``cases`` of (song, source, stems, truths, mix),
+    each stem cleaned by ``model`` (default: the shipped one)."""
+    model = engine.load_model(model)
     shape = (len(AGREEMENT_EDGES) - 1, len(QUIETER_EDGES) - 1)
     held, energy = np.zeros(shape), np.zeros(shape)
     for song, source, stems, truths, mix in cases:

@@ -18,9 +18,10 @@ between its cells linearly, and each stem's share is scaled by the square of its
 start level), an error variance.
 
 On the 7 val songs (stems damaged by the artifact ladder at t = 0.25, 0.5 and 0.75, and Spleeter pairs), against
-independent cleanup, the table gained more on the stems' mean than the hand-made rule it replaced (agreement and
-level, docs/BENCHMARKS.md "Whole-track cleanup" for the numbers), and fitted on half the songs it beat that rule on
-the other half; bass, whose own cleanup leaves the least to fix, still loses a little.
+independent cleanup (``python -m benchmarks.track --split val --no-speed``): the hand-made rule this table replaced
+(shares by agreement and level; ``benchmarks/results/track-val-v2.json``) and the table
+(``track-val-shares.json``) both gain on most stems, the table more on every ladder row; bass, whose own cleanup
+leaves the least to fix, still loses a little with either, as do Spleeter's vocals by hundredths of a dB.
 """
 
 from __future__ import annotations
