@@ -113,6 +113,20 @@ def test_a_package_pinned_to_train_moves_no_other_group(tmp_path, monkeypatch):
     assert {(r["path"], r["member"]): r["split"] for r in after if r["package"] != added.name} == split_before
 
 
+def test_held_out_mixes_draw_each_soundtrack_evenly(tmp_path):
+    """Val's mixes draw a short soundtrack as often as a long one (even_groups); training's draw by duration."""
+    clips = []
+    for group, tracks in (("long", 9), ("short", 1)):  # nine times the music in the long soundtrack
+        for i in range(tracks):
+            path = tmp_path / f"{group}-{i}.wav"
+            sf.write(path, 0.1 * np.sin(np.arange(SAMPLE_RATE * 3) * 0.05), SAMPLE_RATE)
+            clips.append(realmix.Clip(recordings.Recording("drascula-music", str(path), group), 3.0))
+    for even, expected in ((False, 0.1), (True, 0.5)):
+        rng = np.random.default_rng(0)
+        drawn = [realmix.excerpt(clips, SAMPLE_RATE, rng, even_groups=even)[1]["group"] for _ in range(1000)]
+        assert abs(drawn.count("short") / len(drawn) - expected) < 0.05
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     missing = [p for p in TINY_PACKAGES if not _installed(p)]

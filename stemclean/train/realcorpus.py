@@ -209,7 +209,9 @@ def build(out: Path, hours: float = DEFAULT_HOURS, seed: int = 0, packages: list
                 else:
                     tracks = [c for group in _clips(rows, recordings.MUSIC, split).values() for c in group]
                     split_lines = [line for line in lines if line["split"] == split]
-                    stems, info = realmix.render(speakers[speaker], tracks, split_lines, rng, mix_seconds)
+                    # held-out mixes draw each soundtrack evenly (test has one soundtrack, so only val's changed)
+                    stems, info = realmix.render(speakers[speaker], tracks, split_lines, rng, mix_seconds,
+                                                 even_groups=split != "train")
             except RuntimeError as error:  # one unlucky draw must not stop a long run
                 failed.append(mix_id)
                 progress.console.log(f"[red]{mix_id} failed:[/red] {error}")

@@ -47,10 +47,17 @@ def _fade(audio: np.ndarray) -> np.ndarray:
     return audio
 
 
-def excerpt(tracks: list[Clip], length: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """A stereo excerpt of ``length`` samples from a track drawn by duration, skipping near-silent stretches."""
+def excerpt(tracks: list[Clip], length: int, rng: np.random.Generator,
+            even_groups: bool = False) -> tuple[np.ndarray, dict]:
+    """A stereo excerpt of ``length`` samples from a track drawn by duration, skipping near-silent stretches.
+
+    With ``even_groups`` each soundtrack (group) is drawn equally often, its tracks by duration: a held-out split
+    scored over several soundtracks should not be one long soundtrack's split."""
     long_enough = [t for t in tracks if t.seconds * SAMPLE_RATE >= length] or tracks
     weights = np.array([t.seconds for t in long_enough])
+    if even_groups:
+        groups = [t.recording.group for t in long_enough]
+        weights = weights / np.array([sum(w for w, h in zip(weights, groups) if h == g) for g in groups])
     for _ in range(8):
         track = long_enough[int(rng.choice(len(long_enough), p=weights / weights.sum()))]
         start_s = float(rng.uniform(0.0, max(0.0, track.seconds - length / SAMPLE_RATE)))
@@ -141,11 +148,13 @@ def vocal_line(clips: list[Clip], lines: list[dict], length: int, rng: np.random
 
 
 def render(speaker: list[Clip], tracks: list[Clip], lines: list[dict], rng: np.random.Generator,
-           mix_seconds: tuple[float, float] = MIX_SECONDS) -> tuple[dict[str, np.ndarray], dict]:
+           mix_seconds: tuple[float, float] = MIX_SECONDS,
+           even_groups: bool = False) -> tuple[dict[str, np.ndarray], dict]:
     """Stereo float32 ``vocals`` and ``accompaniment`` of one mix of one speaker's clips over one of the soundtrack
-    tracks, sung on one of the ``lines``, and what the manifest records about it."""
+    tracks (each soundtrack equally often with ``even_groups``), sung on one of the ``lines``, and what the manifest
+    records about it."""
     length = int(rng.uniform(*mix_seconds) * SAMPLE_RATE)
-    accompaniment, music = excerpt(tracks, length, rng)
+    accompaniment, music = excerpt(tracks, length, rng, even_groups)
     voice, vocal_info = vocal_line(speaker, lines, length, rng)
     return _mix(speaker, voice, vocal_info, accompaniment, music, rng)
 

@@ -57,8 +57,9 @@ class Package:
     Where the licence differs from file to file, ``source_path`` maps a recording to its path in the package's source
     tree, the path that the copyright file's ``Files:`` lines name, and :func:`licence_of` looks it up there.
 
-    ``split`` pins every group of a package added after the splits were cut (always ``train``): the held-out splits
-    keep the groups they had, so results before and after the package came stay comparable.
+    ``split`` pins every group of a package added after the splits were cut: the other groups keep the splits they
+    had. Packages added to train leave the held-out splits as they were; those added to val vary its music, after
+    which val's mixes are made again (docs/TRAINING.md, "Val's music").
     """
 
     name: str
@@ -189,6 +190,13 @@ PACKAGES = {p.name: p for p in (
             _soundtrack("extremetuxracer-data", "usr/share/games/etr/music/*.ogg"), split="train"),
     Package("lincity-ng-data", MUSIC, "GPL-2+",
             _soundtrack("lincity-ng-data", "usr/share/games/lincity-ng/music/*/*.ogg"), split="train"),
+    # Added to val alone on 2026-12-07: all of val's real mixes had been over one soundtrack (drascula-music).
+    Package("planetblupi-music-ogg", MUSIC, "GPL-3+",
+            _soundtrack("planetblupi-music-ogg", "usr/share/planetblupi/music/*.ogg"), split="val"),
+    Package("xmoto-data", MUSIC, "GPL-2+", _soundtrack("xmoto-data", "usr/share/games/xmoto/Textures/Musics/*.ogg"),
+            split="val"),
+    Package("neverball-common", MUSIC, "GPL-2+", _soundtrack("neverball-common", "usr/share/games/neverball/bgm/*.ogg"),
+            split="val"),
 )}
 
 
