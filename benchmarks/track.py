@@ -225,7 +225,8 @@ def markdown(results: dict) -> str:
         "by `stemclean.clean_track` at `--steps auto`, with consistency off (*independent*: exactly `stemclean.clean` "
         "on each stem) and on (*joint*: the residual `mix − Σ cleaned` spread over every stem that is not silent, in "
         "proportion to each one's estimated error per time-frequency bin, as `stemclean/consistency.py` describes; its "
-        "weights were chosen on the val split). ΔSI-SDR is each output's SI-SDR minus its input's, in dB.",
+        "shares were fitted on the val split by `python -m benchmarks.shares`). ΔSI-SDR is each output's SI-SDR minus "
+        "its input's, in dB.",
     ]
     per_stem = list(summary["per_stem"].values())
     for source in dict.fromkeys(row["source"] for row in per_stem):

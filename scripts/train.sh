@@ -103,9 +103,10 @@ RUN=${RUN:-runs/v2s}
 #   lineage past issue 20's 30 training hours.
 # Rule 1 had been level from stage 16 to 18's end while the training mixes gained several times what val's did: the
 #   network fits the few soundtracks and speakers it hears and carries little to new ones. Stage 19 (runs/v2s) starts
-#   from stage 18's last weights with its recipe, over joint:6000, and plays each real pair up to 8% faster or slower
+#   from stage 18's last weights with its recipe, over joint:6000 (below), and plays each real pair up to 8% faster or slower
 #   (fit --real-speed 0.08, a turntable's pitch-fader range): new keys, tempi and formants, the variety that stage 14's
 #   equaliser began to give. If rule 1 on its snapshots rises above stage 18's, variety of the real pairs was the limit.
+#   At step 850 its plan was cut to joint:3500 so that it anneals within the session and can be judged by rule 1.
 PARENT=stemclean/models/stemclean-v2-stage18.pt
 SNAPSHOT=stemclean/models/stemclean-v2-stage19.pt
 
@@ -116,7 +117,7 @@ elif [ -e "$SNAPSHOT" ]; then
 else
     init=(--init "$PARENT")
 fi
-python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:6000 --lr 2e-4 \
+python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:3500 --lr 2e-4 \
     --segment-seconds 4 --batch-size 4 \
     --real-fraction 0.75 --bleed-fraction 0.6 --recordings-fraction 0.8 --real-eq-db 6 --consistency 0.2 \
     --bleed-weight 0.02 --sdr-weight 1.0 --ema 0.999 --break-fraction 0.2 --real-speed 0.08 \
