@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The standing training run of the v2 denoiser (issue 20), then its export into the run's folder (a shipped model is
 # exported on its own, with its card: docs/TRAINING.md). Rerun it to resume: fit continues from
-# $RUN/last.pt (runs/v2s, stage 19), or, on a machine without runs/, from the stage's committed weights-only snapshot.
+# $RUN/last.pt (runs/v2t, stage 20), or, on a machine without runs/, from the stage's committed weights-only snapshot.
 #   Stage 1 ran the ControlNet phases, trunk (stem only), control (trunk frozen), then joint; stages 2 and 3 (below)
 #   are long joint phases. The val set is scored every VAL_EVERY steps into the run's log.jsonl
-#   (python -m stemclean.train.curves runs/v2s benchmarks/results/curves/*.jsonl plots them; runs/ is not kept).
+#   (python -m stemclean.train.curves runs/v2t benchmarks/results/curves/*.jsonl plots them; runs/ is not kept).
 # The data come from scripts/make_data.sh. See docs/TRAINING.md for what each flag does and why.
 # THREADS=2: on a quiet machine two threads ran a step clearly faster than one (1.7x on the AMD EPYC machine of
 # 2026-12-06), and bf16 autocast gained 3% at two threads and 12% at one (python -m stemclean.train.throughput ->
@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
-RUN=${RUN:-runs/v2s}
+RUN=${RUN:-runs/v2t}
 # Stage 1 (runs/v2, plan trunk:150,control:150,joint:30000, stopped at joint step 2375) left the de-bleed gate shut:
 # its bias never moved from -5, where its gradient is under 1% of the signal. Stage 2 (runs/v2b, this script as of
 # commit cc9b18c) started from stage 1's last weights with the gate's bias reset to -2; its bleed rows rose, but over
@@ -107,8 +107,11 @@ RUN=${RUN:-runs/v2s}
 #   (fit --real-speed 0.08, a turntable's pitch-fader range): new keys, tempi and formants, the variety that stage 14's
 #   equaliser began to give. If rule 1 on its snapshots rises above stage 18's, variety of the real pairs was the limit.
 #   At step 850 its plan was cut to joint:3500 so that it anneals within the session and can be judged by rule 1.
-PARENT=stemclean/models/stemclean-v2-stage18.pt
-SNAPSHOT=stemclean/models/stemclean-v2-stage19.pt
+#   It ended there (stemclean-v2-stage19.pt; docs/TRAINING.md, "Stage 19"), its val records' real rows above stage 18's
+#   end through the whole run. Stage 20 (runs/v2t) goes on from its last weights with its recipe over joint:6000; its
+#   val records are on the remade val (docs/TRAINING.md, "Val's music"), stage 19's on the old one.
+PARENT=stemclean/models/stemclean-v2-stage19.pt
+SNAPSHOT=stemclean/models/stemclean-v2-stage20.pt
 
 if [ -e "$RUN/last.pt" ]; then
     init=()
@@ -117,7 +120,7 @@ elif [ -e "$SNAPSHOT" ]; then
 else
     init=(--init "$PARENT")
 fi
-python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:3500 --lr 2e-4 \
+python -m stemclean.train.fit --run "$RUN" "${init[@]}" --plan joint:6000 --lr 2e-4 \
     --segment-seconds 4 --batch-size 4 \
     --real-fraction 0.75 --bleed-fraction 0.6 --recordings-fraction 0.8 --real-eq-db 6 --consistency 0.2 \
     --bleed-weight 0.02 --sdr-weight 1.0 --ema 0.999 --break-fraction 0.2 --real-speed 0.08 \
