@@ -20,7 +20,7 @@ from pathlib import Path
 from conftest import REPO, run_readme_line
 from test_shipped_model import check_first_run_output, copy_example_inputs, needs_examples, needs_model
 
-from stemclean import engine
+from stemclean import consistency, engine
 
 
 def _build_wheel(tmp_path: Path) -> Path:
@@ -59,6 +59,7 @@ def test_the_built_wheel_ships_the_model_and_cleans_the_example(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     shipped = f"stemclean/models/{engine.DEFAULT_MODEL.name}"
     assert shipped in names and shipped.replace(".onnx", ".json") in names
+    assert f"stemclean/models/{consistency.SHARES_FILE.name}" in names, "track's consistency step reads it"
     assert not [n for n in names if n.endswith(".pt")], "torch weights are for training, not for the wheel"
 
     bin_dir = _fresh_venv(tmp_path / "venv", wheel)
