@@ -198,7 +198,7 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
                   band_mix=False, segment_seconds=2.0, bleed_fraction=0.3, bf16=False, val_every=0, workers=0,
                   resume_weights=None, snapshot=None, songs=None, real_mixes=None, recordings=None,
                   recordings_fraction=0.0, gate_bias=None, reset_control=False, grow_blocks=None,
-                  real_eq_db=0.0, ema=0.0, break_fraction=0.0, real_speed=0.0)
+                  real_eq_db=0.0, ema=0.0, break_fraction=0.0, real_speed=0.0, weight_decay=1e-4)
     fit.main(plan="trunk:2,control:2", **common)
     first = torch.load(run / "last.pt", weights_only=False)
     assert (first["phase_index"], first["phase_step"]) == (1, 2)
@@ -226,7 +226,7 @@ def test_fit_resumes_and_exports_with_parity(tiny_corpus, tmp_path):
                                  "real_fraction": 0.3, "bleed_weight": 0.01, "sdr_weight": 0.01,
                                  "bleed_fraction": 0.3, "segment_seconds": 2.0, "bf16": False,
                                  "recordings_fraction": 0.0, "real_eq_db": 0.0, "ema": 0.0, "break_fraction": 0.0,
-                                 "real_speed": 0.0}]
+                                 "real_speed": 0.0, "weight_decay": 1e-4}]
     assert child["examples"] == parent["examples"] + 2 * common["batch_size"]
     assert not torch.equal(child["model"]["zero_convs.0.weight"], parent["model"]["zero_convs.0.weight"])
 
@@ -453,10 +453,16 @@ def test_a_weights_only_snapshot_resumes_the_run_on_a_machine_without_it(tiny_co
                   sdr_weight=0.01, save_every=1, threads=1, seed=0, evidence=True, band_mix=True, segment_seconds=1.0,
                   bleed_fraction=0.5, bf16=False, val_every=0, workers=0, songs=None, real_mixes=None, recordings=None,
                   recordings_fraction=0.0, gate_bias=None, reset_control=False, grow_blocks=None,
-                  real_eq_db=0.0, ema=0.0, break_fraction=0.0, real_speed=0.0)
+                  real_eq_db=0.0, ema=0.0, break_fraction=0.0, real_speed=0.0, weight_decay=1e-4)
     snapshot = tmp_path / "models" / "snapshot.pt"
     fit.main(run=tmp_path / "first", plan="trunk:2", resume_weights=None, snapshot=snapshot, **common)
     assert "optimizer" not in torch.load(snapshot, weights_only=False)
+    # resumed mid-phase with the optimizer's state, the run takes the weight decay it is given, not the saved one
+    fit.main(run=tmp_path / "first", plan="trunk:3", resume_weights=None, snapshot=None,
+             **{**common, "weight_decay": 0.05})
+    decays = {g["weight_decay"] for g in torch.load(tmp_path / "first" / "last.pt", weights_only=False)["optimizer"][
+        "param_groups"]}
+    assert decays == {0.05}
     fit.main(run=tmp_path / "fresh", plan="trunk:2,control:1", resume_weights=snapshot, snapshot=None, **common)
     resumed = torch.load(tmp_path / "fresh" / "last.pt", weights_only=False)
     assert (resumed["phase_index"], resumed["phase_step"], resumed["examples"]) == (1, 1, 3 * common["batch_size"])
@@ -485,7 +491,7 @@ def test_a_weight_average_is_what_checkpoints_ship_and_a_resume_keeps_averaging(
                   segment_seconds=1.0, bleed_fraction=0.5, bf16=False, val_every=0, workers=0, resume_weights=None,
                   snapshot=None, songs=None, real_mixes=None, recordings=None, recordings_fraction=0.0,
                   gate_bias=None, reset_control=False, grow_blocks=None, real_eq_db=0.0, ema=0.5,
-                  break_fraction=0.0, real_speed=0.0)
+                  break_fraction=0.0, real_speed=0.0, weight_decay=1e-4)
     fit.main(plan="joint:2", **common)
     before = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     fit.main(plan="joint:3", **common)  # one more step, resumed from the checkpoint

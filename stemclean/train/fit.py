@@ -85,7 +85,7 @@ def bleed_db(pred: torch.Tensor, target: torch.Tensor, mix: torch.Tensor) -> tor
 
 # Settings a checkpoint records beside its plan, so the model card can say how each stage was trained.
 RECIPE_KEYS = ("real_fraction", "bleed_weight", "sdr_weight", "bleed_fraction", "segment_seconds", "bf16",
-               "recordings_fraction", "real_eq_db", "ema", "break_fraction", "real_speed")
+               "recordings_fraction", "real_eq_db", "ema", "break_fraction", "real_speed", "weight_decay")
 
 
 def total_loss(terms: dict[str, torch.Tensor], bleed_weight: float = 0.01, sdr_weight: float = 0.01) -> torch.Tensor:
@@ -126,7 +126,7 @@ def steps_done(state: dict) -> int:
     return sum(steps for _, steps in phases[: state["phase_index"]]) + state["phase_step"]
 
 
-def configure_phase(model: Denoiser, phase: str, lr: float) -> torch.optim.Optimizer:
+def configure_phase(model: Denoiser, phase: str, lr: float, weight_decay: float = 1e-4) -> torch.optim.Optimizer:
     """Trunk: stem-only, control branch off. Control: trunk frozen. Joint: everything trains.
 
     Which parameters train is set from the phase alone, never from the flags an earlier phase left behind.
@@ -137,7 +137,7 @@ def configure_phase(model: Denoiser, phase: str, lr: float) -> torch.optim.Optim
     chosen = set(map(id, trainable))
     for p in model.parameters():
         p.requires_grad_(id(p) in chosen)
-    return torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-4)
+    return torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
 
 
 def save(path: Path, state: dict) -> None:
@@ -214,6 +214,9 @@ def main(
     real_speed: float = typer.Option(0.0, help="Play each real recording's Spleeter pair (estimate, mixture and true "
                                      "stem alike) up to this fraction faster or slower, pitch and tempo together "
                                      "(sampler.CorpusSampler._speed_changed); 0 off."),
+    weight_decay: float = typer.Option(1e-4, help="AdamW's decoupled weight decay (per unit of learning rate): a "
+                                       "larger one holds the weights nearer zero, against fitting the training mixes "
+                                       "alone."),
     ema: float = typer.Option(0.0, help="Keep a moving average of the weights with this decay per step (e.g. 0.999; "
                               "0 off): val scores and checkpoints' model use it, and the raw weights are logged "
                               "beside it as val_raw."),
@@ -281,18 +284,21 @@ def main(
                                                persistent_workers=workers > 0))
     val_set = validate.ValSet(corpus, spleeter, recordings)
     recipe = dict(zip(RECIPE_KEYS, (real_fraction, bleed_weight, sdr_weight, bleed_fraction, segment_seconds, bf16,
-                                    recordings_fraction, real_eq_db, ema, break_fraction, real_speed), strict=True))
+                                    recordings_fraction, real_eq_db, ema, break_fraction, real_speed, weight_decay),
+                                strict=True))
     rng = np.random.default_rng(seed + 7)
     log = (run / "log.jsonl").open("a")
 
     for phase_index in range(state["phase_index"], len(phases)):
         phase, n_steps = phases[phase_index]
         phase_lr = lr if phase != "joint" or phase_index == 0 else lr * 0.3
-        optimizer = configure_phase(model, phase, phase_lr)
+        optimizer = configure_phase(model, phase, phase_lr, weight_decay)
         if average is not None:
             average.module.use_control = model.use_control
         if saved is not None and saved["phase_index"] == phase_index and saved["phase_step"] > 0 and "optimizer" in saved:
             optimizer.load_state_dict(saved["optimizer"])  # a weights-only snapshot restarts Adam's moments
+            for group in optimizer.param_groups:  # the saved state carries the decay it ran with; the option rules
+                group["weight_decay"] = weight_decay
         model.train()
         for step in range(state["phase_step"] if phase_index == state["phase_index"] else 0, n_steps):
             started = time.time()
