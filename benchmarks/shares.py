@@ -19,9 +19,10 @@ from typing import Annotated
 import numpy as np
 import typer
 
+import stemclean
 from benchmarks import quality, report
 from benchmarks.track import LEVELS, track_cases
-from stemclean import audio, consistency, engine, spectral, track
+from stemclean import consistency, engine, spectral
 from stemclean.files import write_text_atomic
 from stemclean.spectral import SAMPLE_RATE
 
@@ -41,16 +42,12 @@ def fit(cases, model: engine.Model | Path | None = None) -> tuple[np.ndarray, np
     shape = (len(AGREEMENT_EDGES) - 1, len(QUIETER_EDGES) - 1)
     held, energy = np.zeros(shape), np.zeros(shape)
     for song, source, stems, truths, mix in cases:
-        names = list(stems)
-        sources = [audio.array_source(stems[name], SAMPLE_RATE, name) for name in names]
-        _, blocks = track.stream(sources, audio.array_source(mix, SAMPLE_RATE, "mix"), model, names=names,
-                                 consistency_on=False)
-        joined = np.concatenate(list(blocks), axis=1)
-        channels = mix.shape[0]
-        cleaned = [joined[i * channels:(i + 1) * channels] for i in range(len(names))]
-        residual = spectral.stft(mix - sum(cleaned))
+        alone = stemclean.clean_track({name: audio.T for name, audio in stems.items()}, mix.T, SAMPLE_RATE,
+                                      consistency=False, model=model)
+        cleaned = {name: audio.T for name, audio in alone.items()}
+        residual = spectral.stft(mix - sum(cleaned.values()))
         whole = consistency.level(spectral.stft(mix))
-        for name, stem in zip(names, cleaned):
+        for name, stem in cleaned.items():
             agreement, quieter = consistency.features(residual, spectral.stft(stem), whole)
             cells = (_cell(agreement, AGREEMENT_EDGES), _cell(quieter, QUIETER_EDGES))
             error = spectral.stft(truths[name] - stem)
